@@ -1,0 +1,1 @@
+"""xcol's Cython core: decoders, books and the per-venue engine."""

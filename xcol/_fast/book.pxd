@@ -1,0 +1,112 @@
+# Exact L2 order book: sorted int64 arrays, exchange sync rules.
+
+from libc.stdint cimport int64_t, int32_t, int8_t, uint32_t
+
+from xcol._fast.event cimport Event, Level
+
+cdef enum BookMode:
+    MODE_BINANCE_SPOT = 0      # U <= lastUpdateId+1 <= u, then U == prev u + 1
+    MODE_BINANCE_FUTURES = 1   # U <= lastUpdateId <= u, then pu == prev u
+    MODE_OKX = 2               # prevSeqId == last seqId; CRC32 of the top 25 levels
+    MODE_DERIBIT = 3           # prev_change_id == last change_id
+    MODE_SNAPSHOT = 4          # each message replaces the book (books5, bbo-tbt)
+
+cdef enum BookState:
+    ST_WAIT_SNAPSHOT = 0       # no snapshot yet (or lost sync): buffering
+    ST_SYNCING = 1             # snapshot loaded, waiting for the bridging event
+    ST_SYNCED = 2
+
+cdef enum ApplyResult:
+    AR_APPLIED = 0
+    AR_BUFFERED = 1            # held until the snapshot arrives
+    AR_DUPLICATE = 2           # already applied (or older than the book)
+    AR_GAP = 3                 # sequence hole: out of sync, resync requested
+    AR_CHECKSUM = 4            # exchange checksum mismatch: out of sync
+    AR_UNSYNCED = 5            # dropped: the book waits for a (re)snapshot
+    AR_BAD_NUMBER = 6          # a price/size does not fit the instrument scale
+    AR_SNAPSHOT = 7            # a snapshot was loaded
+
+# One side of the book is a sorted sequence of fixed-size blocks (an unrolled
+# B-tree of height 2).  ``k`` is the sort key: the price for bids, minus the
+# price for asks, so both sides ascend with the best level last.  Inserting
+# or deleting moves at most one block's tail (<= 64 levels), however deep
+# the book is; a directory of block first-keys finds the block.
+cdef enum:
+    BLK = 64                  # levels per block
+    BLK_FILL = 48             # levels per block when loading a snapshot
+
+ctypedef struct Blk:
+    int n
+    int64_t k[64]
+    int64_t q[64]
+    int8_t pd[64]             # price decimals the exchange wrote (its strings)
+    int8_t qd[64]             # size decimals the exchange wrote
+
+ctypedef struct Side:
+    Blk **blk                 # blocks in key order
+    int64_t *first            # first key of each block
+    int nb                    # blocks in use
+    int bcap                  # directory capacity
+    int n                     # levels
+    Blk *spare                # one cached free block
+
+# Events held before the snapshot: headers plus their levels.
+ctypedef struct Pending:
+    int64_t first_seq
+    int64_t seq
+    int64_t prev_seq
+    int64_t exch_ts
+    int nbids
+    int nasks
+    int off                   # index of the first level in the level pool
+
+cdef class Book:
+    cdef readonly str symbol
+    cdef readonly int mode
+    cdef readonly int price_scale
+    cdef readonly int qty_scale
+    cdef public int max_pending     # events buffered before a snapshot, at most
+    cdef int state
+    cdef Side bids
+    cdef Side asks
+    cdef int64_t last_seq
+    cdef int64_t snapshot_seq
+    cdef int64_t exch_ts
+    cdef bint has_seq
+    cdef public bint resync_requested
+    # counters
+    cdef readonly int64_t updates
+    cdef readonly int64_t snapshots
+    cdef readonly int64_t gaps
+    cdef readonly int64_t duplicates
+    cdef readonly int64_t unsynced_drops
+    cdef readonly int64_t bad_numbers
+    cdef readonly int64_t checksums_checked
+    cdef readonly int64_t checksums_failed
+    cdef readonly int64_t pending_dropped
+    # pre-snapshot buffer
+    cdef Pending *pend
+    cdef int npend
+    cdef int pend_cap
+    cdef Level *pool
+    cdef int npool
+    cdef int pool_cap
+    # oracle trace: (seq, bid, bid_qty, ask, ask_qty) after each applied event
+    cdef bint trace_on
+    cdef int64_t *trace
+    cdef int ntrace
+    cdef int trace_cap
+
+    cdef int apply(self, Event *ev) noexcept
+    cdef int apply_rest_snapshot(self, Event *ev) noexcept
+    cdef int _binance(self, int64_t first, int64_t seq, int64_t prev,
+                      Level *bids, int nb, Level *asks, int na) noexcept
+    cdef int _apply_levels(self, Level *bids, int nb, Level *asks, int na) noexcept
+    cdef int _scale_levels(self, Level *lv, int n) noexcept
+    cdef int _load(self, Level *bids, int nb, Level *asks, int na) noexcept
+    cdef int _buffer(self, Event *ev) noexcept
+    cdef void _lose_sync(self) noexcept
+    cdef void _record(self) noexcept
+    cdef int _okx_check(self, Event *ev) noexcept
+    cdef uint32_t crc_top(self, int depth) noexcept
+    cdef list _walk(self, Side *side, int sign, int n, bint raw)

@@ -1,0 +1,842 @@
+# cython: language_level=3
+"""Exact L2 order books in sorted int64 arrays, with each exchange's sync rules.
+
+A :class:`Book` is fed decoded events (see ``event.pxd``) by the engine and
+applies the venue's sequence rules:
+
+* Binance spot: buffer until the REST snapshot, drop ``u <= lastUpdateId``,
+  the first event has ``U <= lastUpdateId+1 <= u``, then ``U == prev u + 1``.
+* Binance USD-M / COIN-M: drop ``u < lastUpdateId``, the first event has
+  ``U <= lastUpdateId <= u`` (or ``pu == lastUpdateId``), then ``pu == prev u``.
+* OKX books: ``prevSeqId == last seqId`` (which also covers the empty
+  heartbeat and the maintenance reset), CRC32 of the top 25 levels of each
+  side on every message that carries a non-zero checksum.
+* Deribit book.*: ``prev_change_id == last change_id``.
+
+A gap marks the book out of sync and sets :attr:`Book.resync_requested`;
+nothing is applied from it until a new snapshot is spliced in.
+"""
+
+cimport cython
+from libc.stdint cimport int64_t, int32_t, int8_t, uint8_t, uint32_t
+from libc.stdlib cimport malloc, realloc, free
+from libc.string cimport memmove, memcpy, memset
+
+from xcol._fast.event cimport Event, Level, EV_DEPTH, EV_SNAPSHOT, LV_DELETE
+from xcol._fast.num cimport to_scale, format_num, NUM_OK
+from xcol._fast.includes.debug cimport XCOL_DEBUG
+
+# --------------------------------------------------------------------------
+# CRC32 (IEEE 802.3, reflected, poly 0xEDB88320), slice-by-8.
+
+cdef uint32_t _crc_tab[8][256]
+
+cdef void _crc_init() noexcept:
+    cdef uint32_t c
+    cdef int i, j
+    for i in range(256):
+        c = <uint32_t>i
+        for j in range(8):
+            if c & 1:
+                c = 0xEDB88320 ^ (c >> 1)
+            else:
+                c = c >> 1
+        _crc_tab[0][i] = c
+    for i in range(256):
+        c = _crc_tab[0][i]
+        for j in range(1, 8):
+            c = _crc_tab[0][c & 0xFF] ^ (c >> 8)
+            _crc_tab[j][i] = c
+
+_crc_init()
+
+cdef inline uint32_t crc32_update(uint32_t crc, const uint8_t *p, size_t n) noexcept nogil:
+    cdef uint32_t lo, hi
+    crc = ~crc
+    while n >= 8:
+        lo = (<uint32_t>p[0] | (<uint32_t>p[1] << 8) | (<uint32_t>p[2] << 16)
+              | (<uint32_t>p[3] << 24)) ^ crc
+        hi = (<uint32_t>p[4] | (<uint32_t>p[5] << 8) | (<uint32_t>p[6] << 16)
+              | (<uint32_t>p[7] << 24))
+        crc = (_crc_tab[7][lo & 0xFF] ^ _crc_tab[6][(lo >> 8) & 0xFF]
+               ^ _crc_tab[5][(lo >> 16) & 0xFF] ^ _crc_tab[4][lo >> 24]
+               ^ _crc_tab[3][hi & 0xFF] ^ _crc_tab[2][(hi >> 8) & 0xFF]
+               ^ _crc_tab[1][(hi >> 16) & 0xFF] ^ _crc_tab[0][hi >> 24])
+        p += 8
+        n -= 8
+    while n > 0:
+        crc = _crc_tab[0][(crc ^ p[0]) & 0xFF] ^ (crc >> 8)
+        p += 1
+        n -= 1
+    return ~crc
+
+
+def crc32(data: bytes) -> int:
+    """CRC32 (IEEE) of ``data`` as an unsigned int; the one books use."""
+    cdef const uint8_t[:] view = data
+    if len(data) == 0:
+        return 0
+    return crc32_update(0, &view[0], len(data))
+
+
+# --------------------------------------------------------------------------
+# One side: blocks of ascending keys, best level last.
+
+cdef inline Blk *blk_new(Side *s) noexcept nogil:
+    cdef Blk *b = s.spare
+    if b != NULL:
+        s.spare = NULL
+    else:
+        b = <Blk *>malloc(sizeof(Blk))
+        if b == NULL:
+            return NULL
+    b.n = 0
+    return b
+
+
+cdef inline void blk_release(Side *s, Blk *b) noexcept nogil:
+    if s.spare == NULL:
+        s.spare = b
+    else:
+        free(b)
+
+
+cdef inline int dir_insert(Side *s, int at, Blk *b) noexcept nogil:
+    cdef int cap
+    cdef void *p
+    if s.nb == s.bcap:
+        cap = s.bcap * 2 if s.bcap else 8
+        p = realloc(s.blk, <size_t>cap * sizeof(Blk *))
+        if p == NULL:
+            return -1
+        s.blk = <Blk **>p
+        p = realloc(s.first, <size_t>cap * sizeof(int64_t))
+        if p == NULL:
+            return -1
+        s.first = <int64_t *>p
+        s.bcap = cap
+    memmove(s.blk + at + 1, s.blk + at, <size_t>(s.nb - at) * sizeof(Blk *))
+    memmove(s.first + at + 1, s.first + at, <size_t>(s.nb - at) * sizeof(int64_t))
+    s.blk[at] = b
+    s.first[at] = b.k[0] if b.n else 0
+    s.nb += 1
+    return 0
+
+
+cdef inline void dir_remove(Side *s, int at) noexcept nogil:
+    blk_release(s, s.blk[at])
+    memmove(s.blk + at, s.blk + at + 1, <size_t>(s.nb - at - 1) * sizeof(Blk *))
+    memmove(s.first + at, s.first + at + 1, <size_t>(s.nb - at - 1) * sizeof(int64_t))
+    s.nb -= 1
+
+
+cdef void side_clear(Side *s) noexcept nogil:
+    while s.nb > 0:
+        dir_remove(s, s.nb - 1)
+    s.n = 0
+
+
+cdef void side_free(Side *s) noexcept nogil:
+    side_clear(s)
+    free(s.spare)
+    free(s.blk)
+    free(s.first)
+    s.spare = NULL
+    s.blk = NULL
+    s.first = NULL
+    s.bcap = 0
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+cdef inline int find_blk(const Side *s, int64_t key, int hint) noexcept nogil:
+    """Last block whose first key is <= key (0 if none), galloping from hint."""
+    cdef const int64_t *f = s.first
+    cdef int nb = s.nb
+    cdef int lo, hi, mid, step
+    if hint >= nb:
+        hint = nb - 1
+    if hint < 0:
+        hint = 0
+    if f[hint] <= key:
+        lo = hint
+        hi = hint + 1
+        step = 1
+        while hi < nb and f[hi] <= key:
+            lo = hi
+            hi += step
+            step <<= 1
+        if hi > nb:
+            hi = nb
+    else:
+        hi = hint
+        lo = hint - 1
+        step = 1
+        while lo >= 0 and f[lo] > key:
+            hi = lo
+            lo -= step
+            step <<= 1
+        if lo < 0:
+            lo = -1
+    while hi - lo > 1:
+        mid = (lo + hi) >> 1
+        if f[mid] <= key:
+            lo = mid
+        else:
+            hi = mid
+    return lo if lo > 0 else 0
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+cdef inline int blk_lb(const Blk *b, int64_t key) noexcept nogil:
+    cdef int lo = 0
+    cdef int hi = b.n
+    cdef int mid
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if b.k[mid] < key:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
+cdef inline void blk_shift(Blk *b, int dst, int src, int count) noexcept nogil:
+    memmove(&b.k[dst], &b.k[src], <size_t>count * sizeof(int64_t))
+    memmove(&b.q[dst], &b.q[src], <size_t>count * sizeof(int64_t))
+    memmove(&b.pd[dst], &b.pd[src], <size_t>count)
+    memmove(&b.qd[dst], &b.qd[src], <size_t>count)
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+cdef inline int side_set(Side *s, int64_t key, int64_t qty, int8_t pdec, int8_t qdec,
+                         int hint) noexcept nogil:
+    """Set (qty > 0) or delete (qty == 0) a level; returns a block hint or -1."""
+    cdef int bi, i, half
+    cdef Blk *b
+    cdef Blk *nb2
+    if s.nb == 0:
+        if qty == 0:
+            return 0
+        b = blk_new(s)
+        if b == NULL:
+            return -1
+        b.k[0] = key
+        b.q[0] = qty
+        b.pd[0] = pdec
+        b.qd[0] = qdec
+        b.n = 1
+        if dir_insert(s, 0, b) < 0:
+            blk_release(s, b)
+            return -1
+        s.n = 1
+        return 0
+    bi = find_blk(s, key, hint)
+    b = s.blk[bi]
+    i = blk_lb(b, key)
+    if i < b.n and b.k[i] == key:
+        if qty == 0:
+            blk_shift(b, i, i + 1, b.n - i - 1)
+            b.n -= 1
+            s.n -= 1
+            if b.n == 0:
+                dir_remove(s, bi)
+                return bi - 1 if bi > 0 else 0
+            if i == 0:
+                s.first[bi] = b.k[0]
+        else:
+            b.q[i] = qty
+            b.pd[i] = pdec
+            b.qd[i] = qdec
+        return bi
+    if qty == 0:
+        return bi                 # removing an unknown level is normal
+    if b.n == BLK:
+        nb2 = blk_new(s)
+        if nb2 == NULL:
+            return -1
+        half = BLK // 2
+        memcpy(&nb2.k[0], &b.k[half], <size_t>(BLK - half) * sizeof(int64_t))
+        memcpy(&nb2.q[0], &b.q[half], <size_t>(BLK - half) * sizeof(int64_t))
+        memcpy(&nb2.pd[0], &b.pd[half], <size_t>(BLK - half))
+        memcpy(&nb2.qd[0], &b.qd[half], <size_t>(BLK - half))
+        nb2.n = BLK - half
+        b.n = half
+        if dir_insert(s, bi + 1, nb2) < 0:
+            return -1
+        if i > half:
+            bi += 1
+            b = nb2
+            i -= half
+    blk_shift(b, i + 1, i, b.n - i)
+    b.k[i] = key
+    b.q[i] = qty
+    b.pd[i] = pdec
+    b.qd[i] = qdec
+    b.n += 1
+    s.n += 1
+    if i == 0:
+        s.first[bi] = key
+    return bi
+
+
+cdef inline int side_load(Side *s, Level *lv, int n, int sign) noexcept nogil:
+    """Replace the side with ``n`` levels given best-first (any order works)."""
+    cdef int i
+    cdef int64_t key
+    cdef Blk *b
+    side_clear(s)
+    # Walk from the worst level so keys ascend; fall back to set() if the
+    # venue's order is not what it documents.
+    for i in range(n - 1, -1, -1):
+        if lv[i].qty == 0:
+            continue
+        key = sign * lv[i].px
+        if s.nb == 0 or s.blk[s.nb - 1].k[s.blk[s.nb - 1].n - 1] < key:
+            b = s.blk[s.nb - 1] if s.nb else NULL
+            if b == NULL or b.n >= BLK_FILL:
+                b = blk_new(s)
+                if b == NULL:
+                    return -1
+                b.k[0] = key
+                b.n = 0
+                if dir_insert(s, s.nb, b) < 0:
+                    return -1
+            b.k[b.n] = key
+            b.q[b.n] = lv[i].qty
+            b.pd[b.n] = lv[i].pdec
+            b.qd[b.n] = lv[i].qdec
+            if b.n == 0:
+                s.first[s.nb - 1] = key
+            b.n += 1
+            s.n += 1
+        elif side_set(s, key, lv[i].qty, lv[i].pdec, lv[i].qdec, s.nb - 1) < 0:
+            return -1
+    return 0
+
+
+cdef inline bint side_best(const Side *s, int64_t *k, int64_t *q) noexcept nogil:
+    cdef Blk *b
+    if s.nb == 0:
+        return False
+    b = s.blk[s.nb - 1]
+    k[0] = b.k[b.n - 1]
+    q[0] = b.q[b.n - 1]
+    return True
+
+
+cdef size_t _side_bytes(const Side *sd) noexcept nogil:
+    cdef size_t total = <size_t>sd.nb * sizeof(Blk)
+    total += <size_t>sd.bcap * (sizeof(Blk *) + sizeof(int64_t))
+    if sd.spare != NULL:
+        total += sizeof(Blk)
+    return total
+
+
+# Walk a side from the best level: (block, index) cursors.
+ctypedef struct Walk:
+    int bi
+    int i
+
+cdef inline bint walk_start(const Side *s, Walk *w) noexcept nogil:
+    if s.nb == 0:
+        return False
+    w.bi = s.nb - 1
+    w.i = s.blk[w.bi].n - 1
+    return True
+
+cdef inline bint walk_next(const Side *s, Walk *w) noexcept nogil:
+    w.i -= 1
+    if w.i < 0:
+        w.bi -= 1
+        if w.bi < 0:
+            return False
+        w.i = s.blk[w.bi].n - 1
+    return True
+
+
+# --------------------------------------------------------------------------
+
+@cython.final
+cdef class Book:
+    """One instrument's L2 book on one channel, with its venue's sync rules.
+
+    Prices and sizes are int64 at the instrument's fixed scale
+    (``price_scale`` / ``qty_scale`` decimals).  The Python methods below
+    are for the control plane and tests; the engine drives the book from C.
+    """
+
+    def __cinit__(self, str symbol, int mode, int price_scale=8, int qty_scale=8,
+                  int max_pending=100000):
+        if mode < MODE_BINANCE_SPOT or mode > MODE_SNAPSHOT:
+            raise ValueError(f"unknown book mode {mode}")
+        if not (0 <= price_scale <= 18 and 0 <= qty_scale <= 18):
+            raise ValueError("price_scale and qty_scale must be within 0..18")
+        self.symbol = symbol
+        self.mode = mode
+        self.price_scale = price_scale
+        self.qty_scale = qty_scale
+        self.max_pending = max_pending
+        self.state = ST_WAIT_SNAPSHOT
+        self.last_seq = -1
+        self.snapshot_seq = -1
+        memset(&self.bids, 0, sizeof(Side))
+        memset(&self.asks, 0, sizeof(Side))
+        self.pend = NULL
+        self.pool = NULL
+        self.trace = NULL
+
+    def __dealloc__(self):
+        side_free(&self.bids)
+        side_free(&self.asks)
+        free(self.pend)
+        free(self.pool)
+        free(self.trace)
+
+    # ---------------------------------------------------------------- C API
+
+    cdef int _scale_levels(self, Level *lv, int n) noexcept:
+        """Rescale levels in place from as-written mantissas to the book scale."""
+        cdef int i
+        cdef int64_t v
+        for i in range(n):
+            if to_scale(lv[i].px, lv[i].pdec, self.price_scale, &v) != NUM_OK or v <= 0:
+                return -1
+            lv[i].px = v
+            if lv[i].flag == LV_DELETE:
+                lv[i].qty = 0
+            elif to_scale(lv[i].qty, lv[i].qdec, self.qty_scale, &v) != NUM_OK:
+                return -1
+            else:
+                lv[i].qty = v
+        return 0
+
+    cdef int _apply_levels(self, Level *bids, int nb, Level *asks, int na) noexcept:
+        cdef int i
+        cdef int hint = self.bids.nb - 1
+        for i in range(nb):
+            hint = side_set(&self.bids, bids[i].px, bids[i].qty, bids[i].pdec,
+                            bids[i].qdec, hint)
+            if hint < 0:
+                return -1
+        hint = self.asks.nb - 1
+        for i in range(na):
+            hint = side_set(&self.asks, -asks[i].px, asks[i].qty, asks[i].pdec,
+                            asks[i].qdec, hint)
+            if hint < 0:
+                return -1
+        return 0
+
+    cdef int _load(self, Level *bids, int nb, Level *asks, int na) noexcept:
+        if side_load(&self.bids, bids, nb, 1) < 0:
+            return -1
+        if side_load(&self.asks, asks, na, -1) < 0:
+            return -1
+        return 0
+
+    cdef void _record(self) noexcept:
+        cdef int64_t *p
+        cdef int cap
+        if self.ntrace == self.trace_cap:
+            cap = self.trace_cap * 2 if self.trace_cap else 1024
+            p = <int64_t *>realloc(self.trace, <size_t>cap * 5 * sizeof(int64_t))
+            if p == NULL:
+                return
+            self.trace = p
+            self.trace_cap = cap
+        p = self.trace + 5 * self.ntrace
+        p[0] = self.last_seq
+        if not side_best(&self.bids, &p[1], &p[2]):
+            p[1] = 0
+            p[2] = 0
+        if side_best(&self.asks, &p[3], &p[4]):
+            p[3] = -p[3]
+        else:
+            p[3] = 0
+            p[4] = 0
+        self.ntrace += 1
+
+    cdef void _lose_sync(self) noexcept:
+        self.state = ST_WAIT_SNAPSHOT
+        self.gaps += 1
+        self.resync_requested = True
+
+    cdef int _buffer(self, Event *ev) noexcept:
+        """Hold a Binance depth event until the snapshot (drops the oldest)."""
+        cdef int need = ev.nbids + ev.nasks
+        cdef int cap, i, shift, lvshift
+        cdef Pending *pp
+        cdef Level *lp
+        if self.npend >= self.max_pending and self.npend > 0:
+            # Drop the oldest half: a snapshot newer than them is needed anyway.
+            shift = self.npend // 2 if self.npend > 1 else 1
+            lvshift = self.pend[shift].off if shift < self.npend else self.npool
+            memmove(self.pend, self.pend + shift, <size_t>(self.npend - shift) * sizeof(Pending))
+            self.npend -= shift
+            for i in range(self.npend):
+                self.pend[i].off -= lvshift
+            memmove(self.pool, self.pool + lvshift, <size_t>(self.npool - lvshift) * sizeof(Level))
+            self.npool -= lvshift
+            self.pending_dropped += shift
+        if self.npend == self.pend_cap:
+            cap = self.pend_cap * 2 if self.pend_cap else 64
+            pp = <Pending *>realloc(self.pend, <size_t>cap * sizeof(Pending))
+            if pp == NULL:
+                return -1
+            self.pend = pp
+            self.pend_cap = cap
+        if self.npool + need > self.pool_cap:
+            cap = self.pool_cap * 2 if self.pool_cap else 1024
+            while cap < self.npool + need:
+                cap *= 2
+            lp = <Level *>realloc(self.pool, <size_t>cap * sizeof(Level))
+            if lp == NULL:
+                return -1
+            self.pool = lp
+            self.pool_cap = cap
+        pp = &self.pend[self.npend]
+        pp.first_seq = ev.first_seq
+        pp.seq = ev.seq
+        pp.prev_seq = ev.prev_seq if ev.has_prev else -1
+        pp.exch_ts = ev.exch_ts
+        pp.nbids = ev.nbids
+        pp.nasks = ev.nasks
+        pp.off = self.npool
+        if ev.nbids:
+            memcpy(self.pool + self.npool, ev.bids, <size_t>ev.nbids * sizeof(Level))
+        if ev.nasks:
+            memcpy(self.pool + self.npool + ev.nbids, ev.asks, <size_t>ev.nasks * sizeof(Level))
+        self.npool += need
+        self.npend += 1
+        return 0
+
+    cdef int _binance(self, int64_t first, int64_t seq, int64_t prev,
+                      Level *bids, int nb, Level *asks, int na) noexcept:
+        """Apply one (already scaled) Binance depth event in SYNCING/SYNCED."""
+        cdef int64_t last = self.last_seq
+        cdef bint ok
+        if self.mode == MODE_BINANCE_SPOT:
+            if seq <= last:
+                self.duplicates += 1
+                return AR_DUPLICATE
+            ok = first <= last + 1
+        else:
+            if self.state == ST_SYNCING:
+                if seq < last:
+                    self.duplicates += 1
+                    return AR_DUPLICATE
+                ok = first <= last or prev == last
+            else:
+                if seq <= last:
+                    self.duplicates += 1
+                    return AR_DUPLICATE
+                ok = prev == last
+        if not ok:
+            self._lose_sync()
+            return AR_GAP
+        if self._apply_levels(bids, nb, asks, na) < 0:
+            self._lose_sync()
+            return AR_GAP
+        self.state = ST_SYNCED
+        self.last_seq = seq
+        self.updates += 1
+        if self.trace_on:
+            self._record()
+        return AR_APPLIED
+
+    cdef int apply_rest_snapshot(self, Event *ev) noexcept:
+        """Load a REST depth snapshot and replay the events buffered before it."""
+        cdef int i, r
+        cdef Pending *pp
+        cdef int result = AR_SNAPSHOT
+        if self.mode != MODE_BINANCE_SPOT and self.mode != MODE_BINANCE_FUTURES:
+            return AR_UNSYNCED
+        if self.state != ST_WAIT_SNAPSHOT and ev.seq <= self.last_seq:
+            self.duplicates += 1
+            return AR_DUPLICATE           # the book is already past it
+        if (self._scale_levels(ev.bids, ev.nbids) < 0
+                or self._scale_levels(ev.asks, ev.nasks) < 0):
+            self.bad_numbers += 1
+            return AR_BAD_NUMBER
+        if self._load(ev.bids, ev.nbids, ev.asks, ev.nasks) < 0:
+            return AR_BAD_NUMBER
+        self.snapshots += 1
+        self.snapshot_seq = ev.seq
+        self.last_seq = ev.seq
+        self.exch_ts = ev.exch_ts
+        self.state = ST_SYNCING
+        self.resync_requested = False
+        for i in range(self.npend):
+            pp = &self.pend[i]
+            r = self._binance(pp.first_seq, pp.seq, pp.prev_seq,
+                              self.pool + pp.off, pp.nbids,
+                              self.pool + pp.off + pp.nbids, pp.nasks)
+            if r == AR_GAP:
+                # The snapshot is older than what the buffer still holds:
+                # keep the rest buffered and wait for a newer snapshot.
+                memmove(self.pend, self.pend + i, <size_t>(self.npend - i) * sizeof(Pending))
+                self.npend -= i
+                result = AR_GAP
+                break
+        else:
+            self.npend = 0
+            self.npool = 0
+        if result == AR_GAP:
+            # re-base pool offsets are still valid (pool untouched)
+            return AR_GAP
+        return result
+
+    cdef int apply(self, Event *ev) noexcept:
+        """Apply a depth or in-stream snapshot event; returns an ApplyResult."""
+        cdef int r
+        cdef int mode = self.mode
+        if (self._scale_levels(ev.bids, ev.nbids) < 0
+                or self._scale_levels(ev.asks, ev.nasks) < 0):
+            self.bad_numbers += 1
+            return AR_BAD_NUMBER
+        if mode == MODE_BINANCE_SPOT or mode == MODE_BINANCE_FUTURES:
+            if ev.kind != EV_DEPTH:
+                return AR_UNSYNCED
+            if self.state == ST_WAIT_SNAPSHOT:
+                self._buffer(ev)
+                return AR_BUFFERED
+            r = self._binance(ev.first_seq, ev.seq, ev.prev_seq if ev.has_prev else -2,
+                              ev.bids, ev.nbids, ev.asks, ev.nasks)
+            if r == AR_APPLIED:
+                self.exch_ts = ev.exch_ts
+            elif r == AR_GAP:
+                self._buffer(ev)      # the new snapshot will need it
+            return r
+        if ev.kind == EV_SNAPSHOT:
+            if self._load(ev.bids, ev.nbids, ev.asks, ev.nasks) < 0:
+                return AR_BAD_NUMBER
+            self.snapshots += 1
+            self.state = ST_SYNCED
+            self.resync_requested = False
+            self.has_seq = ev.has_seq
+            self.last_seq = ev.seq if ev.has_seq else -1
+            self.snapshot_seq = self.last_seq
+            self.exch_ts = ev.exch_ts
+            if mode == MODE_OKX and self._okx_check(ev) < 0:
+                return AR_CHECKSUM
+            self.updates += 1
+            if self.trace_on:
+                self._record()
+            return AR_SNAPSHOT
+        if ev.kind != EV_DEPTH or mode == MODE_SNAPSHOT:
+            return AR_UNSYNCED
+        if self.state != ST_SYNCED:
+            self.unsynced_drops += 1
+            return AR_UNSYNCED
+        if ev.has_seq and ev.has_prev and self.last_seq >= 0:
+            if ev.prev_seq != self.last_seq:
+                if ev.seq <= self.last_seq and ev.prev_seq < self.last_seq:
+                    self.duplicates += 1
+                    return AR_DUPLICATE
+                self._lose_sync()
+                return AR_GAP
+        elif mode == MODE_DERIBIT:
+            # Deribit changes always carry prev_change_id.
+            self._lose_sync()
+            return AR_GAP
+        if self._apply_levels(ev.bids, ev.nbids, ev.asks, ev.nasks) < 0:
+            self._lose_sync()
+            return AR_GAP
+        if ev.has_seq:
+            self.last_seq = ev.seq
+        self.exch_ts = ev.exch_ts
+        if mode == MODE_OKX and self._okx_check(ev) < 0:
+            return AR_CHECKSUM
+        self.updates += 1
+        if self.trace_on:
+            self._record()
+        return AR_APPLIED
+
+    cdef int _okx_check(self, Event *ev) noexcept:
+        """Verify OKX's checksum (skipped when absent or 0); -1 on mismatch."""
+        if not ev.has_checksum or ev.checksum == 0:
+            return 0
+        self.checksums_checked += 1
+        if <int32_t>self.crc_top(25) == ev.checksum:
+            return 0
+        self.checksums_failed += 1
+        self._lose_sync()
+        return -1
+
+    cdef uint32_t crc_top(self, int depth) noexcept:
+        """CRC32 of ``bid1px:bid1sz:ask1px:ask1sz:...`` over the top ``depth``."""
+        cdef char buf[4096]
+        cdef int pos = 0
+        cdef int i
+        cdef uint32_t crc = 0
+        cdef Walk wb, wa
+        cdef bint hb = walk_start(&self.bids, &wb)
+        cdef bint ha = walk_start(&self.asks, &wa)
+        cdef Blk *b
+        cdef bint first = True
+        for i in range(depth):
+            if not hb and not ha:
+                break
+            if pos > 4096 - 200:
+                crc = crc32_update(crc, <const uint8_t *>buf, pos)
+                pos = 0
+            if hb:
+                b = self.bids.blk[wb.bi]
+                if not first:
+                    buf[pos] = b':'
+                    pos += 1
+                first = False
+                pos += format_num(b.k[wb.i], self.price_scale, b.pd[wb.i], buf + pos)
+                buf[pos] = b':'
+                pos += 1
+                pos += format_num(b.q[wb.i], self.qty_scale, b.qd[wb.i], buf + pos)
+                hb = walk_next(&self.bids, &wb)
+            if ha:
+                b = self.asks.blk[wa.bi]
+                if not first:
+                    buf[pos] = b':'
+                    pos += 1
+                first = False
+                pos += format_num(-b.k[wa.i], self.price_scale, b.pd[wa.i], buf + pos)
+                buf[pos] = b':'
+                pos += 1
+                pos += format_num(b.q[wa.i], self.qty_scale, b.qd[wa.i], buf + pos)
+                ha = walk_next(&self.asks, &wa)
+        return crc32_update(crc, <const uint8_t *>buf, pos)
+
+    # ---------------------------------------------------------- Python API
+
+    @property
+    def synced(self) -> bool:
+        """True when the book is in sync with the exchange and may be published."""
+        return self.state == ST_SYNCED
+
+    @property
+    def state_name(self) -> str:
+        return ("wait_snapshot", "syncing", "synced")[self.state]
+
+    @property
+    def last_seq(self) -> int:
+        """The exchange sequence of the last applied update (-1 if none)."""
+        return self.last_seq
+
+    @property
+    def pending(self) -> int:
+        """Events buffered while waiting for a snapshot."""
+        return self.npend
+
+    @property
+    def exch_ts(self) -> int:
+        return self.exch_ts
+
+    def depth(self) -> tuple:
+        """(number of bid levels, number of ask levels)."""
+        return (self.bids.n, self.asks.n)
+
+    def _fmt_px(self, int64_t v, int dec) -> str:
+        cdef char buf[48]
+        cdef int n = format_num(v, self.price_scale, dec, buf)
+        return buf[:n].decode("ascii")
+
+    def _fmt_qty(self, int64_t v, int dec) -> str:
+        cdef char buf[48]
+        cdef int n = format_num(v, self.qty_scale, dec, buf)
+        return buf[:n].decode("ascii")
+
+    cdef list _walk(self, Side *side, int sign, int n, bint raw):
+        cdef Walk w
+        cdef Blk *b
+        cdef bint more = walk_start(side, &w)
+        out = []
+        while more and (n < 0 or len(out) < n):
+            b = side.blk[w.bi]
+            if raw:
+                out.append((sign * b.k[w.i], b.q[w.i]))
+            else:
+                out.append((self._fmt_px(sign * b.k[w.i], b.pd[w.i]),
+                            self._fmt_qty(b.q[w.i], b.qd[w.i])))
+            more = walk_next(side, &w)
+        return out
+
+    def best_bid(self):
+        """(price, size) of the best bid as the exchange's strings, or None."""
+        top = self._walk(&self.bids, 1, 1, False)
+        return top[0] if top else None
+
+    def best_ask(self):
+        """(price, size) of the best ask as the exchange's strings, or None."""
+        top = self._walk(&self.asks, -1, 1, False)
+        return top[0] if top else None
+
+    def best_raw(self):
+        """(bid, bid_qty, ask, ask_qty) as int64 at the book's scales (0 if empty)."""
+        cdef int64_t b = 0, bq = 0, a = 0, aq = 0
+        side_best(&self.bids, &b, &bq)
+        if side_best(&self.asks, &a, &aq):
+            a = -a
+        return (b, bq, a, aq)
+
+    def top(self, int n=10):
+        """Top ``n`` levels: ([(bid px, size), ...], [(ask px, size), ...])."""
+        return self._walk(&self.bids, 1, n, False), self._walk(&self.asks, -1, n, False)
+
+    def levels_raw(self):
+        """All levels as int64 at scale, best first: (bids, asks) lists of (px, qty)."""
+        return self._walk(&self.bids, 1, -1, True), self._walk(&self.asks, -1, -1, True)
+
+    def mid(self):
+        """Mid price as a Decimal, or None if a side is empty."""
+        from decimal import Decimal
+        b, _, a, _ = self.best_raw()
+        if self.bids.n == 0 or self.asks.n == 0:
+            return None
+        return Decimal(b + a).scaleb(-self.price_scale) / 2
+
+    def spread(self):
+        """Best ask minus best bid as a Decimal, or None if a side is empty."""
+        from decimal import Decimal
+        b, _, a, _ = self.best_raw()
+        if self.bids.n == 0 or self.asks.n == 0:
+            return None
+        return Decimal(a - b).scaleb(-self.price_scale)
+
+    def checksum(self, int depth=25) -> int:
+        """OKX-style signed CRC32 of the current top ``depth`` levels."""
+        return <int32_t>self.crc_top(depth)
+
+    def memory_bytes(self) -> int:
+        """Bytes held by both sides: blocks, spare blocks and directories."""
+        return _side_bytes(&self.bids) + _side_bytes(&self.asks)
+
+    def set_trace(self, bint on) -> None:
+        """Record (seq, bid, bid_qty, ask, ask_qty) after each applied update."""
+        self.trace_on = on
+        if not on:
+            self.ntrace = 0
+
+    def drain_trace(self) -> list:
+        """The recorded top-of-book trace since the last drain."""
+        cdef int i
+        cdef int64_t *p
+        out = []
+        for i in range(self.ntrace):
+            p = self.trace + 5 * i
+            out.append((p[0], p[1], p[2], p[3], p[4]))
+        self.ntrace = 0
+        return out
+
+    def stats(self) -> dict:
+        """Counters of this book."""
+        return {
+            "updates": self.updates, "snapshots": self.snapshots, "gaps": self.gaps,
+            "duplicates": self.duplicates, "unsynced_drops": self.unsynced_drops,
+            "bad_numbers": self.bad_numbers, "checksums_checked": self.checksums_checked,
+            "checksums_failed": self.checksums_failed, "pending": self.npend,
+            "pending_dropped": self.pending_dropped,
+        }
+
+    def __repr__(self) -> str:
+        return (f"<Book {self.symbol} {self.state_name} seq={self.last_seq} "
+                f"levels={self.bids.n}/{self.asks.n}>")

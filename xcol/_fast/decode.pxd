@@ -1,0 +1,51 @@
+# distutils: language=c++
+# Per-exchange frame decoders over simdjson On-Demand.
+
+from libc.stdint cimport int64_t
+
+from xcol._fast.event cimport Event, Level, Trade
+from xcol._fast.includes.simdjson cimport Parser, Document, Value
+
+cdef enum DecodeErr:
+    DE_OK = 0
+    DE_JSON = 1          # not valid JSON (simdjson's error code in err_detail)
+    DE_SHAPE = 2         # a field is missing or of the wrong type
+    DE_NUMBER = 3        # a price/size/id is not a valid number (NumErr in err_detail)
+    DE_UNKNOWN = 4       # valid JSON, but no message xcol knows
+    DE_TOO_LARGE = 5     # frame above the configured maximum size
+    DE_NO_MEMORY = 6
+    N_DECODE_ERRORS = 7
+
+cdef enum Venue:
+    VENUE_BINANCE = 0
+    VENUE_OKX = 1
+    VENUE_DERIBIT = 2
+
+cdef class Decoder:
+    cdef Parser parser
+    cdef Document doc
+    cdef char *buf              # padded copy of the frame being decoded
+    cdef size_t cap
+    cdef readonly size_t max_frame
+    cdef readonly int venue     # Venue
+    cdef Event ev
+    cdef Level *bid_buf
+    cdef Level *ask_buf
+    cdef Trade *trade_buf
+    cdef int bid_cap
+    cdef int ask_cap
+    cdef int trade_cap
+
+    cdef int decode(self, const char *data, size_t n) noexcept
+    cdef int _fail(self, int err, int detail, const char *what) noexcept
+    cdef int _grow(self, int which) noexcept
+    cdef const char *_scan_levels(self, const char *p, bint is_bid) noexcept
+    cdef int _levels(self, Value &v, bint is_bid, bint with_action) noexcept
+    cdef int _binance(self) noexcept
+    cdef int _binance_field(self, const char *k, size_t kn, Value &v) noexcept
+    cdef int _okx(self) noexcept
+    cdef int _okx_item(self, Value &v) noexcept
+    cdef int _deribit(self) noexcept
+    cdef int _deribit_params(self, Value &v) noexcept
+    cdef int _deribit_book(self, Value &v, bint grouped) noexcept
+    cdef int _deribit_trades(self, Value &v) noexcept

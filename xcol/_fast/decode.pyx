@@ -1,0 +1,1066 @@
+# cython: language_level=3
+# distutils: language=c++
+"""Frame decoders for Binance, OKX and Deribit over simdjson On-Demand.
+
+A :class:`Decoder` turns one WebSocket frame (or REST body) into the reusable
+C :c:type:`Event`.  Prices and sizes are read straight from the exchange's
+text into int64 mantissas with their decimal count (see ``num.pxd``); no
+Python object is created per frame.  Errors never raise: the event's ``err``
+says what was wrong and which field, and the caller counts it.
+"""
+
+cimport cython
+from libc.stdint cimport int64_t, int32_t, int8_t, uint8_t, uint64_t
+from libc.stdlib cimport malloc, realloc, free
+from libc.string cimport memcpy, memcmp
+from libcpp cimport bool as cbool
+
+from xcol._fast.event cimport (
+    Event, Level, Trade, EV_NONE, EV_DEPTH, EV_SNAPSHOT, EV_BBO, EV_TRADE,
+    EV_REST_SNAPSHOT, EV_CONTROL, EV_IGNORED, CH_NONE, CH_BOOK, CH_BOOK_TOP,
+    CH_BBO, CH_TRADES, CH_AGG_TRADES, LV_SET, LV_DELETE,
+)
+from xcol._fast.num cimport parse_num, parse_int, NUM_OK
+from xcol._fast.includes.simdjson cimport (
+    Parser, Document, Value, ObjCursor, ArrCursor, PADDING, error_message,
+    implementation_name, iterate, doc_object, val_object, val_array, obj_next,
+    arr_next, val_raw, val_str, val_int64, val_bool,
+)
+
+DEFAULT_MAX_FRAME = 16 * 1024 * 1024
+
+_ERR_NAMES = ("ok", "invalid JSON", "unexpected shape", "bad number",
+              "unknown message", "frame too large", "out of memory")
+_NUM_ERR_NAMES = ("ok", "not a decimal number", "too many digits or too large",
+                  "negative value", "more decimals than the instrument scale")
+
+VENUES = {"binance": VENUE_BINANCE, "okx": VENUE_OKX, "deribit": VENUE_DERIBIT}
+
+
+def simdjson_implementation() -> str:
+    """The simdjson kernel compiled into the decoders (icelake, haswell, ...)."""
+    return implementation_name().decode()
+
+
+cdef inline bint keq(const char *k, size_t n, const char *lit, size_t ln) noexcept nogil:
+    return n == ln and memcmp(k, lit, n) == 0
+
+
+cdef inline const char *strip_quotes(const char *p, size_t *n) noexcept nogil:
+    """Reduce a raw string token ``"abc"`` (maybe with trailing blanks) to abc."""
+    cdef size_t m = n[0]
+    while m > 0 and p[m - 1] != b'"':
+        m -= 1
+    if m >= 2 and p[0] == b'"':
+        n[0] = m - 2
+        return p + 1
+    n[0] = 0
+    return p
+
+
+cdef inline const char *fast_num(const char *p, int64_t *out, int8_t *dec) noexcept nogil:
+    """Digits[.digits] up to 18 digits; NULL if anything else (the exact
+    slow path then decides).  Relies on the frame's padding for look-ahead."""
+    cdef const char *s = p
+    cdef const char *f
+    cdef uint64_t m = 0
+    cdef unsigned int c = <unsigned int>(<uint8_t>p[0]) - 48
+    cdef Py_ssize_t nd, d
+    if c > 9:
+        return NULL
+    while c <= 9:
+        m = m * 10 + c
+        p += 1
+        c = <unsigned int>(<uint8_t>p[0]) - 48
+    if p[0] == b'.':
+        p += 1
+        f = p
+        c = <unsigned int>(<uint8_t>p[0]) - 48
+        while c <= 9:
+            m = m * 10 + c
+            p += 1
+            c = <unsigned int>(<uint8_t>p[0]) - 48
+        d = p - f
+        if d == 0:
+            return NULL
+        nd = p - s - 1
+    else:
+        d = 0
+        nd = p - s
+    if nd > 18:
+        return NULL
+    out[0] = <int64_t>m
+    dec[0] = <int8_t>d
+    return p
+
+
+# Binance stream kinds, from the stream name suffix or the "e" field.
+cdef enum:
+    BK_NONE = 0
+    BK_DEPTH = 1
+    BK_BBO = 2
+    BK_TRADE = 3
+    BK_AGG = 4
+    BK_OTHER = 5
+
+# Scratch state while walking a Binance object (kept off the Python heap).
+cdef struct BnState:
+    int stream_kind
+    int e_kind
+    bint has_snapshot_id
+    bint has_result
+    bint bbo_b
+    bint bbo_a
+    bint bbo_bq
+    bint bbo_aq
+    bint has_trade_id
+    int64_t trade_time
+    bint has_levels
+
+cdef BnState _bn
+
+
+cdef class Decoder:
+    """Decode one exchange's frames into a reusable C event.
+
+    ``venue`` is ``"binance"`` (spot, USD-M and COIN-M share one format),
+    ``"okx"`` or ``"deribit"``.  Frames larger than ``max_frame`` bytes are
+    refused with a counted error.
+    """
+
+    def __cinit__(self, str venue, size_t max_frame=DEFAULT_MAX_FRAME):
+        if venue not in VENUES:
+            raise ValueError(f"unknown venue {venue!r}; expected one of {sorted(VENUES)}")
+        self.venue = VENUES[venue]
+        self.max_frame = max_frame
+        self.cap = 0
+        self.buf = NULL
+        self.bid_buf = NULL
+        self.ask_buf = NULL
+        self.trade_buf = NULL
+        self.bid_cap = 0
+        self.ask_cap = 0
+        self.trade_cap = 0
+        if self._grow(0) < 0 or self._grow(1) < 0 or self._grow(2) < 0:
+            raise MemoryError()
+
+    def __dealloc__(self):
+        free(self.buf)
+        free(self.bid_buf)
+        free(self.ask_buf)
+        free(self.trade_buf)
+
+    cdef int _grow(self, int which) noexcept:
+        cdef int cap
+        cdef void *p
+        if which == 0:
+            cap = self.bid_cap * 2 if self.bid_cap else 256
+            p = realloc(self.bid_buf, <size_t>cap * sizeof(Level))
+            if p == NULL:
+                return -1
+            self.bid_buf = <Level *>p
+            self.bid_cap = cap
+            self.ev.bids = self.bid_buf
+        elif which == 1:
+            cap = self.ask_cap * 2 if self.ask_cap else 256
+            p = realloc(self.ask_buf, <size_t>cap * sizeof(Level))
+            if p == NULL:
+                return -1
+            self.ask_buf = <Level *>p
+            self.ask_cap = cap
+            self.ev.asks = self.ask_buf
+        else:
+            cap = self.trade_cap * 2 if self.trade_cap else 16
+            p = realloc(self.trade_buf, <size_t>cap * sizeof(Trade))
+            if p == NULL:
+                return -1
+            self.trade_buf = <Trade *>p
+            self.trade_cap = cap
+            self.ev.trades = self.trade_buf
+        return 0
+
+    cdef int _fail(self, int err, int detail, const char *what) noexcept:
+        self.ev.err = err
+        self.ev.err_detail = detail
+        self.ev.err_what = what
+        return -1
+
+    cdef int decode(self, const char *data, size_t n) noexcept:
+        """Decode one frame; returns the EventKind, or -1 with ev.err set."""
+        cdef Event *ev = &self.ev
+        cdef size_t need
+        cdef char *p
+        ev.kind = EV_NONE
+        ev.channel = CH_NONE
+        ev.inst = -1
+        ev.sym = NULL
+        ev.sym_len = 0
+        ev.first_seq = 0
+        ev.seq = 0
+        ev.prev_seq = 0
+        ev.has_seq = False
+        ev.has_prev = False
+        ev.exch_ts = 0
+        ev.checksum = 0
+        ev.has_checksum = False
+        ev.nbids = 0
+        ev.nasks = 0
+        ev.ntrades = 0
+        ev.err = 0
+        ev.err_detail = 0
+        ev.err_what = b""
+        if n > self.max_frame:
+            return self._fail(DE_TOO_LARGE, 0, b"frame")
+        if self.venue == VENUE_OKX and n == 4 and memcmp(data, b"pong", 4) == 0:
+            ev.kind = EV_CONTROL
+            return EV_CONTROL
+        need = n + PADDING
+        if need > self.cap:
+            p = <char *>realloc(self.buf, need)
+            if p == NULL:
+                return self._fail(DE_NO_MEMORY, 0, b"frame")
+            self.buf = p
+            self.cap = need
+        memcpy(self.buf, data, n)
+        cdef int r = iterate(self.parser, self.buf, n, self.doc)
+        if r != 0:
+            return self._fail(DE_JSON, r, b"frame")
+        if self.venue == VENUE_BINANCE:
+            r = self._binance()
+        elif self.venue == VENUE_OKX:
+            r = self._okx()
+        else:
+            r = self._deribit()
+        if r < 0:
+            return -1
+        return ev.kind
+
+    # ------------------------------------------------------------- levels
+
+    cdef const char *_scan_levels(self, const char *p, bint is_bid) noexcept:
+        """Parse ``[["px","qty"(,"x")*],...]`` at ``p``; NULL if not that form."""
+        cdef Event *ev = &self.ev
+        cdef Level *lv
+        p += 1
+        if p[0] == b']':
+            return p + 1
+        while True:
+            if p[0] != b'[' or p[1] != b'"':
+                return NULL
+            if is_bid:
+                if ev.nbids == self.bid_cap and self._grow(0) < 0:
+                    return NULL
+                lv = &self.bid_buf[ev.nbids]
+            else:
+                if ev.nasks == self.ask_cap and self._grow(1) < 0:
+                    return NULL
+                lv = &self.ask_buf[ev.nasks]
+            p = fast_num(p + 2, &lv.px, &lv.pdec)
+            if p == NULL or p[0] != b'"' or p[1] != b',' or p[2] != b'"':
+                return NULL
+            p = fast_num(p + 3, &lv.qty, &lv.qdec)
+            if p == NULL or p[0] != b'"':
+                return NULL
+            p += 1
+            while p[0] == b',':
+                # extra fields (OKX: liquidated orders, order count)
+                if p[1] != b'"':
+                    return NULL
+                p += 2
+                while p[0] != b'"':
+                    if p[0] == b'\\' or <uint8_t>p[0] < 0x20:
+                        return NULL
+                    p += 1
+                p += 1
+            if p[0] != b']':
+                return NULL
+            lv.flag = LV_SET
+            if is_bid:
+                ev.nbids += 1
+            else:
+                ev.nasks += 1
+            p += 1
+            if p[0] == b',':
+                p += 1
+            elif p[0] == b']':
+                return p + 1
+            else:
+                return NULL
+
+    cdef int _levels(self, Value &v, bint is_bid, bint with_action) noexcept:
+        """Append ``[[px, qty, ...], ...]`` (Deribit: ``[[action, px, qty]]``)."""
+        cdef ArrCursor outer
+        cdef ArrCursor inner
+        cdef Value item
+        cdef Value x
+        cdef const char *p
+        cdef size_t n
+        cdef int r
+        cdef Level *lv
+        cdef Event *ev = &self.ev
+        cdef int saved
+        if not with_action and val_raw(v, &p, &n) == 0 and n > 0 and p[0] == b'[':
+            # Fast path for the compact ["px","qty",...] form every venue
+            # sends; anything unusual falls through to the exact slow path.
+            saved = ev.nbids if is_bid else ev.nasks
+            if self._scan_levels(p, is_bid) != NULL:
+                return 0
+            if is_bid:
+                ev.nbids = saved
+            else:
+                ev.nasks = saved
+        r = val_array(v, outer)
+        if r != 0:
+            return self._fail(DE_SHAPE, r, b"levels (expected an array)")
+        while True:
+            r = arr_next(outer, item)
+            if r == 0:
+                return 0
+            if r < 0:
+                return self._fail(DE_JSON, -r, b"levels")
+            r = val_array(item, inner)
+            if r != 0:
+                return self._fail(DE_SHAPE, r, b"level (expected [price, size])")
+            if is_bid:
+                if ev.nbids == self.bid_cap and self._grow(0) < 0:
+                    return self._fail(DE_NO_MEMORY, 0, b"levels")
+                lv = &self.bid_buf[ev.nbids]
+            else:
+                if ev.nasks == self.ask_cap and self._grow(1) < 0:
+                    return self._fail(DE_NO_MEMORY, 0, b"levels")
+                lv = &self.ask_buf[ev.nasks]
+            lv.flag = LV_SET
+            if with_action:
+                if arr_next(inner, x) != 1 or val_str(x, &p, &n) != 0:
+                    return self._fail(DE_SHAPE, 0, b"level action")
+                if keq(p, n, b"delete", 6):
+                    lv.flag = LV_DELETE
+                elif not (keq(p, n, b"new", 3) or keq(p, n, b"change", 6)):
+                    return self._fail(DE_SHAPE, 0, b"level action (new/change/delete)")
+            if arr_next(inner, x) != 1 or val_raw(x, &p, &n) != 0:
+                return self._fail(DE_SHAPE, 0, b"level price")
+            r = parse_num(p, p + n, &lv.px, &lv.pdec)
+            if r != NUM_OK:
+                return self._fail(DE_NUMBER, r, b"level price")
+            if arr_next(inner, x) != 1 or val_raw(x, &p, &n) != 0:
+                return self._fail(DE_SHAPE, 0, b"level size")
+            r = parse_num(p, p + n, &lv.qty, &lv.qdec)
+            if r != NUM_OK:
+                return self._fail(DE_NUMBER, r, b"level size")
+            if is_bid:
+                ev.nbids += 1
+            else:
+                ev.nasks += 1
+
+    # ------------------------------------------------------------ Binance
+
+    cdef int _binance(self) noexcept:
+        cdef ObjCursor root
+        cdef ObjCursor sub
+        cdef Value v
+        cdef Value w
+        cdef const char *k
+        cdef size_t kn
+        cdef const char *p
+        cdef size_t n
+        cdef size_t i
+        cdef int r
+        cdef int kind
+        cdef Event *ev = &self.ev
+        _bn.stream_kind = BK_NONE
+        _bn.e_kind = BK_NONE
+        _bn.has_snapshot_id = False
+        _bn.has_result = False
+        _bn.bbo_b = _bn.bbo_a = _bn.bbo_bq = _bn.bbo_aq = False
+        _bn.has_trade_id = False
+        _bn.trade_time = 0
+        _bn.has_levels = False
+        self.trade_buf[0].side = 0
+        self.trade_buf[0].ts = 0
+        r = doc_object(self.doc, root)
+        if r != 0:
+            return self._fail(DE_SHAPE if r != 0 else DE_JSON, r, b"message (expected an object)")
+        while True:
+            r = obj_next(root, &k, &kn, v)
+            if r == 0:
+                break
+            if r < 0:
+                return self._fail(DE_JSON, -r, b"message")
+            if keq(k, kn, b"stream", 6):
+                if val_raw(v, &p, &n) != 0:
+                    return self._fail(DE_SHAPE, 0, b"stream")
+                p = strip_quotes(p, &n)
+                i = 0
+                while i < n and p[i] != b'@':
+                    i += 1
+                if i < n:
+                    i += 1
+                    if n - i >= 5 and memcmp(p + i, b"depth", 5) == 0:
+                        _bn.stream_kind = BK_DEPTH
+                    elif keq(p + i, n - i, b"bookTicker", 10):
+                        _bn.stream_kind = BK_BBO
+                    elif keq(p + i, n - i, b"trade", 5):
+                        _bn.stream_kind = BK_TRADE
+                    elif keq(p + i, n - i, b"aggTrade", 8):
+                        _bn.stream_kind = BK_AGG
+                    else:
+                        _bn.stream_kind = BK_OTHER
+            elif keq(k, kn, b"data", 4):
+                r = val_object(v, sub)
+                if r != 0:
+                    return self._fail(DE_SHAPE, r, b"data (expected an object)")
+                while True:
+                    r = obj_next(sub, &k, &kn, w)
+                    if r == 0:
+                        break
+                    if r < 0:
+                        return self._fail(DE_JSON, -r, b"data")
+                    if self._binance_field(k, kn, w) < 0:
+                        return -1
+            elif keq(k, kn, b"result", 6) or keq(k, kn, b"id", 2):
+                _bn.has_result = True
+            elif self._binance_field(k, kn, v) < 0:
+                return -1
+        # Decide what it was: the stream name wins, then "e", then the shape.
+        kind = _bn.stream_kind
+        if kind == BK_NONE or kind == BK_OTHER:
+            if _bn.e_kind != BK_NONE:
+                kind = _bn.e_kind
+        if kind == BK_DEPTH:
+            if not (ev.has_seq and _bn.has_levels) or ev.sym_len == 0 or ev.first_seq == 0:
+                return self._fail(DE_SHAPE, 0, b"depthUpdate (needs s, U, u, b, a)")
+            ev.kind = EV_DEPTH
+            ev.channel = CH_BOOK
+        elif kind == BK_BBO or (kind == BK_NONE and _bn.bbo_b and _bn.bbo_a):
+            if not (_bn.bbo_b and _bn.bbo_a and _bn.bbo_bq and _bn.bbo_aq) or ev.sym_len == 0:
+                return self._fail(DE_SHAPE, 0, b"bookTicker (needs s, b, B, a, A)")
+            ev.nbids = 1
+            ev.nasks = 1
+            ev.kind = EV_BBO
+            ev.channel = CH_BBO
+        elif kind == BK_TRADE or kind == BK_AGG:
+            if not _bn.has_trade_id or ev.ntrades == 0 or ev.sym_len == 0:
+                return self._fail(DE_SHAPE, 0, b"trade (needs s, t/a, p, q)")
+            if _bn.trade_time:
+                self.trade_buf[0].ts = _bn.trade_time
+            ev.kind = EV_TRADE
+            ev.channel = CH_TRADES if kind == BK_TRADE else CH_AGG_TRADES
+            ev.seq = self.trade_buf[0].id
+            ev.first_seq = ev.seq
+            ev.has_seq = True
+        elif _bn.has_snapshot_id:
+            if not _bn.has_levels:
+                return self._fail(DE_SHAPE, 0, b"depth snapshot (needs bids, asks)")
+            ev.kind = EV_REST_SNAPSHOT
+            ev.channel = CH_BOOK
+            ev.first_seq = ev.seq
+        elif kind == BK_OTHER:
+            ev.kind = EV_IGNORED
+        elif _bn.has_result:
+            ev.kind = EV_CONTROL
+        else:
+            return self._fail(DE_UNKNOWN, 0, b"message")
+        return 0
+
+    cdef int _binance_field(self, const char *k, size_t kn, Value &v) noexcept:
+        cdef Event *ev = &self.ev
+        cdef const char *p
+        cdef size_t n
+        cdef int r
+        cdef int64_t x
+        cdef cbool b
+        cdef Trade *t = self.trade_buf
+        if kn == 1:
+            if k[0] == b'b' or k[0] == b'a':
+                if val_raw(v, &p, &n) != 0:
+                    return self._fail(DE_SHAPE, 0, b"b/a")
+                if n > 0 and p[0] == b'[':
+                    _bn.has_levels = True
+                    return self._levels(v, k[0] == b'b', False)
+                if n > 0 and p[0] == b'"':
+                    # bookTicker best price
+                    if k[0] == b'b':
+                        r = parse_num(p, p + n, &self.bid_buf[0].px, &self.bid_buf[0].pdec)
+                        self.bid_buf[0].flag = LV_SET
+                        _bn.bbo_b = True
+                    else:
+                        r = parse_num(p, p + n, &self.ask_buf[0].px, &self.ask_buf[0].pdec)
+                        self.ask_buf[0].flag = LV_SET
+                        _bn.bbo_a = True
+                    if r != NUM_OK:
+                        return self._fail(DE_NUMBER, r, b"bookTicker price")
+                    return 0
+                if k[0] == b'a':
+                    # aggTrade id
+                    r = parse_int(p, p + n, &x)
+                    if r != NUM_OK:
+                        return self._fail(DE_NUMBER, r, b"aggTrade a")
+                    t.id = x
+                    _bn.has_trade_id = True
+                    return 0
+                return self._fail(DE_SHAPE, 0, b"b/a")
+            if k[0] == b'B' or k[0] == b'A':
+                if val_raw(v, &p, &n) != 0:
+                    return self._fail(DE_SHAPE, 0, b"B/A")
+                if k[0] == b'B':
+                    r = parse_num(p, p + n, &self.bid_buf[0].qty, &self.bid_buf[0].qdec)
+                    _bn.bbo_bq = True
+                else:
+                    r = parse_num(p, p + n, &self.ask_buf[0].qty, &self.ask_buf[0].qdec)
+                    _bn.bbo_aq = True
+                if r != NUM_OK:
+                    return self._fail(DE_NUMBER, r, b"bookTicker size")
+                return 0
+            if k[0] == b'e':
+                if val_raw(v, &p, &n) != 0:
+                    return self._fail(DE_SHAPE, 0, b"e")
+                p = strip_quotes(p, &n)
+                if keq(p, n, b"depthUpdate", 11):
+                    _bn.e_kind = BK_DEPTH
+                elif keq(p, n, b"bookTicker", 10):
+                    _bn.e_kind = BK_BBO
+                elif keq(p, n, b"trade", 5):
+                    _bn.e_kind = BK_TRADE
+                elif keq(p, n, b"aggTrade", 8):
+                    _bn.e_kind = BK_AGG
+                else:
+                    _bn.e_kind = BK_OTHER
+                return 0
+            if k[0] == b's':
+                if val_raw(v, &p, &n) != 0:
+                    return self._fail(DE_SHAPE, 0, b"s")
+                p = strip_quotes(p, &n)
+                if n == 0:
+                    return self._fail(DE_SHAPE, 0, b"s (symbol)")
+                ev.sym = p
+                ev.sym_len = <int>n
+                return 0
+            if k[0] == b'E' or k[0] == b'T' or k[0] == b'U' or k[0] == b'u' or k[0] == b't':
+                r = val_int64(v, &x)
+                if r != 0:
+                    return self._fail(DE_SHAPE, r, b"E/T/U/u/t (expected an integer)")
+                if k[0] == b'E':
+                    ev.exch_ts = x
+                elif k[0] == b'T':
+                    _bn.trade_time = x
+                elif k[0] == b'U':
+                    ev.first_seq = x
+                elif k[0] == b'u':
+                    ev.seq = x
+                    ev.has_seq = True
+                else:
+                    t.id = x
+                    _bn.has_trade_id = True
+                return 0
+            if k[0] == b'p' or k[0] == b'q':
+                if val_raw(v, &p, &n) != 0:
+                    return self._fail(DE_SHAPE, 0, b"p/q")
+                if k[0] == b'p':
+                    r = parse_num(p, p + n, &t.px, &t.pdec)
+                else:
+                    r = parse_num(p, p + n, &t.qty, &t.qdec)
+                if r != NUM_OK:
+                    return self._fail(DE_NUMBER, r, b"trade price/size")
+                ev.ntrades = 1
+                return 0
+            if k[0] == b'm':
+                r = val_bool(v, &b)
+                if r != 0:
+                    return self._fail(DE_SHAPE, r, b"m (expected a boolean)")
+                t.side = -1 if b else 1
+                return 0
+            return 0
+        if keq(k, kn, b"pu", 2):
+            r = val_int64(v, &x)
+            if r != 0:
+                return self._fail(DE_SHAPE, r, b"pu (expected an integer)")
+            ev.prev_seq = x
+            ev.has_prev = True
+            return 0
+        if keq(k, kn, b"lastUpdateId", 12):
+            r = val_int64(v, &x)
+            if r != 0:
+                return self._fail(DE_SHAPE, r, b"lastUpdateId (expected an integer)")
+            ev.seq = x
+            ev.has_seq = True
+            _bn.has_snapshot_id = True
+            return 0
+        if keq(k, kn, b"bids", 4) or keq(k, kn, b"asks", 4):
+            _bn.has_levels = True
+            return self._levels(v, k[0] == b'b', False)
+        return 0
+
+    # ---------------------------------------------------------------- OKX
+
+    cdef int _okx(self) noexcept:
+        cdef ObjCursor root
+        cdef ObjCursor sub
+        cdef ArrCursor arr
+        cdef Value v
+        cdef Value w
+        cdef const char *k
+        cdef size_t kn
+        cdef const char *p
+        cdef size_t n
+        cdef int r
+        cdef int action = 0        # 1 snapshot, 2 update
+        cdef bint is_event = False
+        cdef bint has_data = False
+        cdef int channel = -1      # -1 unknown, CH_NONE ignored channel
+        cdef Event *ev = &self.ev
+        r = doc_object(self.doc, root)
+        if r != 0:
+            return self._fail(DE_SHAPE, r, b"message (expected an object)")
+        while True:
+            r = obj_next(root, &k, &kn, v)
+            if r == 0:
+                break
+            if r < 0:
+                return self._fail(DE_JSON, -r, b"message")
+            if keq(k, kn, b"arg", 3):
+                r = val_object(v, sub)
+                if r != 0:
+                    return self._fail(DE_SHAPE, r, b"arg (expected an object)")
+                while True:
+                    r = obj_next(sub, &k, &kn, w)
+                    if r == 0:
+                        break
+                    if r < 0:
+                        return self._fail(DE_JSON, -r, b"arg")
+                    if keq(k, kn, b"channel", 7):
+                        if val_str(w, &p, &n) != 0:
+                            return self._fail(DE_SHAPE, 0, b"arg.channel")
+                        if keq(p, n, b"books", 5) or keq(p, n, b"books-l2-tbt", 12) \
+                                or keq(p, n, b"books50-l2-tbt", 14):
+                            channel = CH_BOOK
+                        elif keq(p, n, b"books5", 6):
+                            channel = CH_BOOK_TOP
+                        elif keq(p, n, b"bbo-tbt", 7):
+                            channel = CH_BBO
+                        elif keq(p, n, b"trades", 6) or keq(p, n, b"trades-all", 10):
+                            channel = CH_TRADES
+                        else:
+                            channel = CH_NONE
+                    elif keq(k, kn, b"instId", 6):
+                        if val_str(w, &p, &n) != 0 or n == 0:
+                            return self._fail(DE_SHAPE, 0, b"arg.instId")
+                        ev.sym = p
+                        ev.sym_len = <int>n
+            elif keq(k, kn, b"action", 6):
+                if val_str(v, &p, &n) != 0:
+                    return self._fail(DE_SHAPE, 0, b"action")
+                if keq(p, n, b"snapshot", 8):
+                    action = 1
+                elif keq(p, n, b"update", 6):
+                    action = 2
+                else:
+                    return self._fail(DE_SHAPE, 0, b"action (snapshot/update)")
+            elif keq(k, kn, b"data", 4):
+                has_data = True
+                if channel == CH_NONE:
+                    continue
+                r = val_array(v, arr)
+                if r != 0:
+                    return self._fail(DE_SHAPE, r, b"data (expected an array)")
+                while True:
+                    r = arr_next(arr, w)
+                    if r == 0:
+                        break
+                    if r < 0:
+                        return self._fail(DE_JSON, -r, b"data")
+                    if self._okx_item(w) < 0:
+                        return -1
+            elif keq(k, kn, b"event", 5):
+                is_event = True
+        if is_event:
+            ev.kind = EV_CONTROL
+            return 0
+        if not has_data:
+            return self._fail(DE_UNKNOWN, 0, b"message (no data, no event)")
+        if channel == CH_NONE:
+            ev.kind = EV_IGNORED
+            return 0
+        if channel < 0:
+            return self._fail(DE_SHAPE, 0, b"arg.channel (missing)")
+        if ev.sym_len == 0:
+            return self._fail(DE_SHAPE, 0, b"arg.instId (missing)")
+        ev.channel = channel
+        if channel == CH_TRADES:
+            if ev.ntrades == 0:
+                return self._fail(DE_SHAPE, 0, b"trades data (empty)")
+            ev.kind = EV_TRADE
+            ev.seq = self.trade_buf[ev.ntrades - 1].id
+            ev.first_seq = self.trade_buf[0].id
+            ev.has_seq = True
+            ev.has_prev = False
+            return 0
+        if channel == CH_BOOK:
+            if action == 0:
+                return self._fail(DE_SHAPE, 0, b"action (missing)")
+            ev.kind = EV_SNAPSHOT if action == 1 else EV_DEPTH
+        else:
+            ev.kind = EV_SNAPSHOT
+        ev.first_seq = ev.seq
+        return 0
+
+    cdef int _okx_item(self, Value &v) noexcept:
+        cdef ObjCursor o
+        cdef Value w
+        cdef const char *k
+        cdef size_t kn
+        cdef const char *p
+        cdef size_t n
+        cdef int r
+        cdef int64_t x
+        cdef Event *ev = &self.ev
+        cdef Trade *t
+        cdef bint is_trade = False
+        r = val_object(v, o)
+        if r != 0:
+            return self._fail(DE_SHAPE, r, b"data[] (expected an object)")
+        if ev.ntrades == self.trade_cap and self._grow(2) < 0:
+            return self._fail(DE_NO_MEMORY, 0, b"trades")
+        t = &self.trade_buf[ev.ntrades]
+        t.side = 0
+        t.ts = 0
+        while True:
+            r = obj_next(o, &k, &kn, w)
+            if r == 0:
+                break
+            if r < 0:
+                return self._fail(DE_JSON, -r, b"data[]")
+            if keq(k, kn, b"asks", 4) or keq(k, kn, b"bids", 4):
+                if self._levels(w, k[0] == b'b', False) < 0:
+                    return -1
+            elif keq(k, kn, b"ts", 2):
+                if val_raw(w, &p, &n) != 0 or parse_int(p, p + n, &x) != NUM_OK:
+                    return self._fail(DE_SHAPE, 0, b"ts (expected an integer)")
+                ev.exch_ts = x
+                t.ts = x
+            elif keq(k, kn, b"checksum", 8):
+                if val_int64(w, &x) != 0 or x < -2147483648 or x > 2147483647:
+                    return self._fail(DE_SHAPE, 0, b"checksum (expected a 32-bit integer)")
+                ev.checksum = <int32_t>x
+                ev.has_checksum = True
+            elif keq(k, kn, b"seqId", 5):
+                if val_int64(w, &x) != 0:
+                    return self._fail(DE_SHAPE, 0, b"seqId (expected an integer)")
+                ev.seq = x
+                ev.has_seq = True
+            elif keq(k, kn, b"prevSeqId", 9):
+                if val_int64(w, &x) != 0:
+                    return self._fail(DE_SHAPE, 0, b"prevSeqId (expected an integer)")
+                ev.prev_seq = x
+                ev.has_prev = x >= 0
+            elif keq(k, kn, b"tradeId", 7):
+                if val_raw(w, &p, &n) != 0 or parse_int(p, p + n, &x) != NUM_OK:
+                    return self._fail(DE_SHAPE, 0, b"tradeId (expected an integer)")
+                t.id = x
+                is_trade = True
+            elif keq(k, kn, b"px", 2):
+                if val_raw(w, &p, &n) != 0:
+                    return self._fail(DE_SHAPE, 0, b"px")
+                r = parse_num(p, p + n, &t.px, &t.pdec)
+                if r != NUM_OK:
+                    return self._fail(DE_NUMBER, r, b"px")
+            elif keq(k, kn, b"sz", 2):
+                if val_raw(w, &p, &n) != 0:
+                    return self._fail(DE_SHAPE, 0, b"sz")
+                r = parse_num(p, p + n, &t.qty, &t.qdec)
+                if r != NUM_OK:
+                    return self._fail(DE_NUMBER, r, b"sz")
+            elif keq(k, kn, b"side", 4):
+                if val_str(w, &p, &n) != 0:
+                    return self._fail(DE_SHAPE, 0, b"side")
+                t.side = 1 if keq(p, n, b"buy", 3) else (-1 if keq(p, n, b"sell", 4) else 0)
+            elif keq(k, kn, b"instId", 6) and ev.sym_len == 0:
+                if val_str(w, &p, &n) != 0:
+                    return self._fail(DE_SHAPE, 0, b"instId")
+                ev.sym = p
+                ev.sym_len = <int>n
+        if is_trade:
+            ev.ntrades += 1
+        return 0
+
+    # ------------------------------------------------------------ Deribit
+
+    cdef int _deribit(self) noexcept:
+        cdef ObjCursor root
+        cdef Value v
+        cdef const char *k
+        cdef size_t kn
+        cdef int r
+        cdef bint control = False
+        cdef bint has_params = False
+        r = doc_object(self.doc, root)
+        if r != 0:
+            return self._fail(DE_SHAPE, r, b"message (expected an object)")
+        while True:
+            r = obj_next(root, &k, &kn, v)
+            if r == 0:
+                break
+            if r < 0:
+                return self._fail(DE_JSON, -r, b"message")
+            if keq(k, kn, b"params", 6):
+                has_params = True
+                if self._deribit_params(v) < 0:
+                    return -1
+            elif keq(k, kn, b"result", 6) or keq(k, kn, b"error", 5) or keq(k, kn, b"id", 2):
+                control = True
+        if self.ev.kind != EV_NONE:
+            return 0
+        if control or has_params:
+            # responses, heartbeats and test_requests
+            self.ev.kind = EV_CONTROL
+            return 0
+        return self._fail(DE_UNKNOWN, 0, b"message")
+
+    cdef int _deribit_params(self, Value &v) noexcept:
+        cdef ObjCursor o
+        cdef Value w
+        cdef const char *k
+        cdef size_t kn
+        cdef const char *p
+        cdef size_t n
+        cdef size_t i, j
+        cdef int r
+        cdef int channel = -1
+        cdef int dots
+        cdef Event *ev = &self.ev
+        r = val_object(v, o)
+        if r != 0:
+            return self._fail(DE_SHAPE, r, b"params (expected an object)")
+        while True:
+            r = obj_next(o, &k, &kn, w)
+            if r == 0:
+                break
+            if r < 0:
+                return self._fail(DE_JSON, -r, b"params")
+            if keq(k, kn, b"channel", 7):
+                if val_str(w, &p, &n) != 0:
+                    return self._fail(DE_SHAPE, 0, b"params.channel")
+                dots = 0
+                for i in range(n):
+                    if p[i] == b'.':
+                        dots += 1
+                if n > 5 and memcmp(p, b"book.", 5) == 0:
+                    channel = CH_BOOK if dots <= 2 else CH_BOOK_TOP
+                elif n > 7 and memcmp(p, b"trades.", 7) == 0:
+                    channel = CH_TRADES
+                else:
+                    channel = CH_NONE
+                # instrument: between the first and the second dot
+                i = 0
+                while i < n and p[i] != b'.':
+                    i += 1
+                j = i + 1
+                while j < n and p[j] != b'.':
+                    j += 1
+                if i < n and (channel == CH_BOOK or channel == CH_BOOK_TOP):
+                    ev.sym = p + i + 1
+                    ev.sym_len = <int>(j - i - 1)
+            elif keq(k, kn, b"data", 4):
+                if channel == CH_NONE:
+                    ev.kind = EV_IGNORED
+                    continue
+                if channel == CH_TRADES:
+                    if self._deribit_trades(w) < 0:
+                        return -1
+                elif channel == CH_BOOK or channel == CH_BOOK_TOP:
+                    if self._deribit_book(w, channel == CH_BOOK_TOP) < 0:
+                        return -1
+                    if channel == CH_BOOK_TOP:
+                        ev.kind = EV_SNAPSHOT
+                        ev.channel = CH_BOOK_TOP
+                else:
+                    return self._fail(DE_SHAPE, 0, b"params.channel (must precede data)")
+        return 0
+
+    cdef int _deribit_book(self, Value &v, bint grouped) noexcept:
+        cdef ObjCursor o
+        cdef Value w
+        cdef const char *k
+        cdef size_t kn
+        cdef const char *p
+        cdef size_t n
+        cdef int r
+        cdef int64_t x
+        cdef int typ = 0           # 1 snapshot, 2 change
+        cdef Event *ev = &self.ev
+        r = val_object(v, o)
+        if r != 0:
+            return self._fail(DE_SHAPE, r, b"book data (expected an object)")
+        while True:
+            r = obj_next(o, &k, &kn, w)
+            if r == 0:
+                break
+            if r < 0:
+                return self._fail(DE_JSON, -r, b"book data")
+            if keq(k, kn, b"bids", 4) or keq(k, kn, b"asks", 4):
+                if val_raw(w, &p, &n) != 0:
+                    return self._fail(DE_SHAPE, 0, b"bids/asks")
+                # grouped books send [price, amount]; raw/100ms send [action, price, amount]
+                if self._levels(w, k[0] == b'b', not grouped) < 0:
+                    return -1
+            elif keq(k, kn, b"change_id", 9):
+                if val_int64(w, &x) != 0:
+                    return self._fail(DE_SHAPE, 0, b"change_id (expected an integer)")
+                ev.seq = x
+                ev.has_seq = True
+            elif keq(k, kn, b"prev_change_id", 14):
+                if val_int64(w, &x) != 0:
+                    return self._fail(DE_SHAPE, 0, b"prev_change_id (expected an integer)")
+                ev.prev_seq = x
+                ev.has_prev = True
+            elif keq(k, kn, b"timestamp", 9):
+                if val_int64(w, &x) != 0:
+                    return self._fail(DE_SHAPE, 0, b"timestamp (expected an integer)")
+                ev.exch_ts = x
+            elif keq(k, kn, b"type", 4):
+                if val_str(w, &p, &n) != 0:
+                    return self._fail(DE_SHAPE, 0, b"type")
+                typ = 1 if keq(p, n, b"snapshot", 8) else 2
+            elif keq(k, kn, b"instrument_name", 15):
+                if val_str(w, &p, &n) != 0 or n == 0:
+                    return self._fail(DE_SHAPE, 0, b"instrument_name")
+                ev.sym = p
+                ev.sym_len = <int>n
+        if not ev.has_seq:
+            return self._fail(DE_SHAPE, 0, b"change_id (missing)")
+        if ev.sym_len == 0:
+            return self._fail(DE_SHAPE, 0, b"instrument_name (missing)")
+        if typ == 0:
+            typ = 2 if ev.has_prev else 1
+        ev.kind = EV_SNAPSHOT if typ == 1 else EV_DEPTH
+        ev.channel = CH_BOOK
+        ev.first_seq = ev.seq
+        return 0
+
+    cdef int _deribit_trades(self, Value &v) noexcept:
+        cdef ArrCursor a
+        cdef ObjCursor o
+        cdef Value item
+        cdef Value w
+        cdef const char *k
+        cdef size_t kn
+        cdef const char *p
+        cdef size_t n
+        cdef int r
+        cdef int64_t x
+        cdef Trade *t
+        cdef Event *ev = &self.ev
+        r = val_array(v, a)
+        if r != 0:
+            return self._fail(DE_SHAPE, r, b"trades data (expected an array)")
+        while True:
+            r = arr_next(a, item)
+            if r == 0:
+                break
+            if r < 0:
+                return self._fail(DE_JSON, -r, b"trades data")
+            r = val_object(item, o)
+            if r != 0:
+                return self._fail(DE_SHAPE, r, b"trade (expected an object)")
+            if ev.ntrades == self.trade_cap and self._grow(2) < 0:
+                return self._fail(DE_NO_MEMORY, 0, b"trades")
+            t = &self.trade_buf[ev.ntrades]
+            t.side = 0
+            t.ts = 0
+            t.id = -1
+            t.qty = -1
+            t.px = -1
+            while True:
+                r = obj_next(o, &k, &kn, w)
+                if r == 0:
+                    break
+                if r < 0:
+                    return self._fail(DE_JSON, -r, b"trade")
+                if keq(k, kn, b"trade_seq", 9):
+                    if val_int64(w, &x) != 0:
+                        return self._fail(DE_SHAPE, 0, b"trade_seq (expected an integer)")
+                    t.id = x
+                elif keq(k, kn, b"timestamp", 9):
+                    if val_int64(w, &x) != 0:
+                        return self._fail(DE_SHAPE, 0, b"timestamp (expected an integer)")
+                    t.ts = x
+                    ev.exch_ts = x
+                elif keq(k, kn, b"price", 5):
+                    if val_raw(w, &p, &n) != 0:
+                        return self._fail(DE_SHAPE, 0, b"price")
+                    r = parse_num(p, p + n, &t.px, &t.pdec)
+                    if r != NUM_OK:
+                        return self._fail(DE_NUMBER, r, b"price")
+                elif keq(k, kn, b"amount", 6):
+                    if val_raw(w, &p, &n) != 0:
+                        return self._fail(DE_SHAPE, 0, b"amount")
+                    r = parse_num(p, p + n, &t.qty, &t.qdec)
+                    if r != NUM_OK:
+                        return self._fail(DE_NUMBER, r, b"amount")
+                elif keq(k, kn, b"direction", 9):
+                    if val_str(w, &p, &n) != 0:
+                        return self._fail(DE_SHAPE, 0, b"direction")
+                    t.side = 1 if keq(p, n, b"buy", 3) else (-1 if keq(p, n, b"sell", 4) else 0)
+                elif keq(k, kn, b"instrument_name", 15) and ev.sym_len == 0:
+                    if val_str(w, &p, &n) != 0:
+                        return self._fail(DE_SHAPE, 0, b"instrument_name")
+                    ev.sym = p
+                    ev.sym_len = <int>n
+            if t.id < 0 or t.px < 0 or t.qty < 0:
+                return self._fail(DE_SHAPE, 0, b"trade (needs trade_seq, price, amount)")
+            ev.ntrades += 1
+        if ev.ntrades == 0 or ev.sym_len == 0:
+            return self._fail(DE_SHAPE, 0, b"trades (empty or no instrument_name)")
+        ev.kind = EV_TRADE
+        ev.channel = CH_TRADES
+        ev.first_seq = self.trade_buf[0].id
+        ev.seq = self.trade_buf[ev.ntrades - 1].id
+        ev.has_seq = True
+        return 0
+
+    # ---------------------------------------------------------- Python API
+
+    def decode_frame(self, data: bytes) -> int:
+        """Decode ``data``; returns the event kind (>= 0) or -1 on error."""
+        cdef const unsigned char[:] view = data
+        if len(data) == 0:
+            return self.decode(b"", 0)
+        return self.decode(<const char *>&view[0], len(data))
+
+    def error(self) -> str | None:
+        """A sentence naming what the last frame got wrong, or None."""
+        cdef Event *ev = &self.ev
+        if ev.err == 0:
+            return None
+        msg = f"{_ERR_NAMES[ev.err]} at {ev.err_what.decode()}"
+        if ev.err == DE_JSON:
+            msg += f": {error_message(ev.err_detail).decode()}"
+        elif ev.err == DE_NUMBER and 0 < ev.err_detail < len(_NUM_ERR_NAMES):
+            msg += f": {_NUM_ERR_NAMES[ev.err_detail]}"
+        elif ev.err == DE_TOO_LARGE:
+            msg += f" (limit {self.max_frame} bytes)"
+        return msg
+
+    @property
+    def error_code(self) -> int:
+        return self.ev.err
+
+    def event(self) -> dict:
+        """The last decoded event as a dict of Python values (tests, tools)."""
+        cdef Event *ev = &self.ev
+        cdef int i
+        out = {
+            "kind": ev.kind, "channel": ev.channel,
+            "symbol": ev.sym[:ev.sym_len].decode() if ev.sym_len else None,
+            "first_seq": ev.first_seq, "seq": ev.seq if ev.has_seq else None,
+            "prev_seq": ev.prev_seq if ev.has_prev else None,
+            "exch_ts": ev.exch_ts,
+            "checksum": ev.checksum if ev.has_checksum else None,
+            "bids": [(ev.bids[i].px, ev.bids[i].pdec, ev.bids[i].qty, ev.bids[i].qdec,
+                      ev.bids[i].flag) for i in range(ev.nbids)],
+            "asks": [(ev.asks[i].px, ev.asks[i].pdec, ev.asks[i].qty, ev.asks[i].qdec,
+                      ev.asks[i].flag) for i in range(ev.nasks)],
+            "trades": [(ev.trades[i].id, ev.trades[i].px, ev.trades[i].pdec,
+                        ev.trades[i].qty, ev.trades[i].qdec, ev.trades[i].side,
+                        ev.trades[i].ts) for i in range(ev.ntrades)],
+        }
+        return out

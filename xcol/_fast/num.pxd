@@ -1,0 +1,204 @@
+# Exact decimal text <-> int64 fixed point, shared (inlined) by every
+# module that touches a price or a size.
+#
+# A number is first read exactly as the exchange wrote it: the digits become
+# a mantissa and the count of fraction digits is kept (``"61800.20"`` ->
+# 6180020, 2).  Books then rescale to the instrument's fixed scale with
+# ``to_scale`` and keep the digit count, so ``format_num`` can give back the
+# exchange's own string (OKX checksums depend on it).  No float, ever.
+
+from libc.stdint cimport int64_t, int8_t, INT64_MAX
+
+cdef extern from "includes/num.h":
+    const int64_t xcol_pow10[19]
+
+cdef enum NumErr:
+    NUM_OK = 0
+    NUM_SYNTAX = 1      # not a decimal number
+    NUM_OVERFLOW = 2    # more than 18 significant digits, or too large at scale
+    NUM_NEGATIVE = 3    # a price or size below zero
+    NUM_PRECISION = 4   # more decimals than the instrument's scale (non-zero)
+
+cdef enum:
+    MAX_DEC = 18
+
+# Parse a number token.  ``p`` .. ``end`` is the raw JSON token: a quoted
+# string ("61800.20") or a bare number (61800.2, 5e-05); trailing blanks are
+# allowed.  Negative values are refused (prices and sizes only).
+cdef inline int parse_num(const char *p, const char *end, int64_t *mant,
+                          int8_t *dec) noexcept nogil:
+    cdef bint quoted = False
+    cdef int64_t m = 0
+    cdef int nd = 0          # significant digits accumulated
+    cdef int frac = 0        # digits after the point
+    cdef int ex = 0
+    cdef int exsign = 1
+    cdef int any_digit = 0
+    cdef int d
+    cdef char c
+    if p < end and p[0] == b'"':
+        quoted = True
+        p += 1
+    if p < end and p[0] == b'-':
+        return NUM_NEGATIVE
+    while p < end:
+        c = p[0]
+        if c < b'0' or c > b'9':
+            break
+        any_digit = 1
+        if m != 0 or c != b'0':
+            nd += 1
+            if nd > 18:
+                return NUM_OVERFLOW
+            m = m * 10 + (c - 48)
+        p += 1
+    if p < end and p[0] == b'.':
+        p += 1
+        while p < end:
+            c = p[0]
+            if c < b'0' or c > b'9':
+                break
+            any_digit = 1
+            frac += 1
+            if m != 0 or c != b'0':
+                nd += 1
+                if nd > 18:
+                    return NUM_OVERFLOW
+            m = m * 10 + (c - 48)
+            p += 1
+    if not any_digit:
+        return NUM_SYNTAX
+    if p < end and (p[0] == b'e' or p[0] == b'E'):
+        p += 1
+        if p < end and (p[0] == b'+' or p[0] == b'-'):
+            if p[0] == b'-':
+                exsign = -1
+            p += 1
+        if p >= end or p[0] < b'0' or p[0] > b'9':
+            return NUM_SYNTAX
+        while p < end and p[0] >= b'0' and p[0] <= b'9':
+            ex = ex * 10 + (p[0] - 48)
+            if ex > 40:
+                return NUM_OVERFLOW
+            p += 1
+    if quoted:
+        if p >= end or p[0] != b'"':
+            return NUM_SYNTAX
+        p += 1
+    while p < end:
+        c = p[0]
+        if c != b' ' and c != b'\t' and c != b'\n' and c != b'\r':
+            return NUM_SYNTAX
+        p += 1
+    d = frac - exsign * ex
+    if d < 0:
+        if m != 0:
+            if -d > 18 or nd - d > 18:
+                return NUM_OVERFLOW
+            m = m * xcol_pow10[-d]
+        d = 0
+    elif d > MAX_DEC:
+        # Only trailing zeros may lie beyond 18 decimals.
+        while d > MAX_DEC and m % 10 == 0 and m != 0:
+            m //= 10
+            d -= 1
+        if m == 0:
+            d = 0
+        elif d > MAX_DEC:
+            return NUM_OVERFLOW
+    mant[0] = m
+    dec[0] = <int8_t>d
+    return NUM_OK
+
+
+# Parse a signed integer token, quoted ("1652459225464") or bare.
+cdef inline int parse_int(const char *p, const char *end, int64_t *out) noexcept nogil:
+    cdef bint quoted = False
+    cdef bint neg = False
+    cdef int64_t v = 0
+    cdef int n = 0
+    if p < end and p[0] == b'"':
+        quoted = True
+        p += 1
+    if p < end and p[0] == b'-':
+        neg = True
+        p += 1
+    while p < end and p[0] >= b'0' and p[0] <= b'9':
+        n += 1
+        if n > 18:
+            return NUM_OVERFLOW
+        v = v * 10 + (p[0] - 48)
+        p += 1
+    if n == 0:
+        return NUM_SYNTAX
+    if quoted:
+        if p >= end or p[0] != b'"':
+            return NUM_SYNTAX
+        p += 1
+    while p < end:
+        if p[0] != b' ' and p[0] != b'\t' and p[0] != b'\n' and p[0] != b'\r':
+            return NUM_SYNTAX
+        p += 1
+    out[0] = -v if neg else v
+    return NUM_OK
+
+
+# Rescale an exactly-read mantissa with ``dec`` decimals to ``scale`` decimals.
+cdef inline int to_scale(int64_t mant, int dec, int scale, int64_t *out) noexcept nogil:
+    cdef int64_t f
+    if dec == scale:
+        out[0] = mant
+        return NUM_OK
+    if dec < scale:
+        f = xcol_pow10[scale - dec]
+        if mant > INT64_MAX // f:
+            return NUM_OVERFLOW
+        out[0] = mant * f
+        return NUM_OK
+    f = xcol_pow10[dec - scale]
+    if mant % f != 0:
+        return NUM_PRECISION
+    out[0] = mant // f
+    return NUM_OK
+
+
+# Write ``v`` (fixed point at ``scale``) with exactly ``dec`` decimals into
+# ``out`` (at least 48 bytes); returns the length.  Decimals beyond the
+# scale are written as zeros.
+cdef inline int format_num(int64_t v, int scale, int dec, char *out) noexcept nogil:
+    cdef char tmp[24]
+    cdef int n = 0
+    cdef int i
+    cdef int64_t ip, fp
+    cdef int pos = 0
+    cdef int shown
+    if v < 0:
+        out[pos] = b'-'
+        pos += 1
+        v = -v
+    ip = v // xcol_pow10[scale]
+    fp = v % xcol_pow10[scale]
+    if ip == 0:
+        tmp[0] = b'0'
+        n = 1
+    while ip > 0:
+        tmp[n] = <char>(48 + ip % 10)
+        ip //= 10
+        n += 1
+    for i in range(n):
+        out[pos + i] = tmp[n - 1 - i]
+    pos += n
+    shown = dec if dec < scale else scale
+    if dec > 0:
+        out[pos] = b'.'
+        pos += 1
+        if shown < scale:
+            fp = fp // xcol_pow10[scale - shown]
+        for i in range(shown - 1, -1, -1):
+            out[pos + i] = <char>(48 + fp % 10)
+            fp //= 10
+        pos += shown
+        for i in range(dec - shown):
+            out[pos] = b'0'
+            pos += 1
+    return pos
