@@ -2,10 +2,11 @@
 
 Everything runs in ONE interpreter so the ratios compare like with like.  cryptofeed is
 optional: without it its column is ``null``.  To get the ratio, run under an interpreter
-that has cryptofeed 2.4.1 and can import the built extensions, e.g.::
+that has cryptofeed 2.4.1 (xcol is imported from this checkout when it is not installed;
+the built extensions must match the interpreter), e.g.::
 
-    PYTHONPATH=/work/main /tmp/probe/bin/python bench/hotpath.py --market usdm
-    PYTHONPATH=/work/main /tmp/probe/bin/python bench/hotpath.py --market okx --json okx.json
+    /tmp/probe/bin/python bench/hotpath.py --market usdm --memory
+    /tmp/probe/bin/python bench/hotpath.py --market okx --json okx.json
 
 Workloads (loaded and prepared outside every timed region):
 
@@ -621,7 +622,8 @@ def print_table(res: dict[str, Any]) -> None:
         + f"; vs python reference {res['ratio_vs_reference_python']:.1f}x (mean)"
     )
     for name, t in res["targets"].items():
-        print(f"target {name}: {t['value']} vs {t['limit']} -> {'MET' if t['met'] else 'NOT MET'}")
+        verdict = "not measured" if t["met"] is None else "MET" if t["met"] else "NOT MET"
+        print(f"target {name}: {t['value']} vs {t['limit']} -> {verdict}")
     if "memory" in res:
         m = res["memory"]
         print(

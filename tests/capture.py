@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
+import pytest
+
 from xcol._fast.engine import Engine
 
 REPO = Path(__file__).resolve().parent.parent
@@ -68,6 +70,16 @@ CAPTURES: tuple[Capture, ...] = (
     Capture("deribit", "cryptofeed/DERIBIT.ws.1.0", "deribit", "change_id", 36),
 )
 CAPTURE_BY_NAME = {c.name: c for c in CAPTURES}
+
+
+def need(name: str) -> Capture:
+    """A capture by short name (``usdm``, ``okx``...); skips the test if its file is absent."""
+    cap = CAPTURE_BY_NAME[name]
+    if not cap.path.exists():
+        pytest.skip(
+            f"capture {cap.rel} not found at {cap.path} (set {CORPUS_ENV} to the shared corpus)"
+        )
+    return cap
 
 
 @dataclass(frozen=True)

@@ -232,17 +232,23 @@ def read_metadata_file(path: str | Path) -> dict[str, InstrumentMeta]:
     """Every instrument in a cryptofeed metadata capture (``X.0``).
 
     Lines are ``<url> -> <ts>: <body>``; other lines (``configuration: ...``) and bodies
-    that are not instrument lists are skipped.  Later bodies override earlier ones.
+    that are not instrument lists are skipped.  Only the last body of each URL is read;
+    later URLs override earlier ones.
     Raises :class:`OSError` if the file cannot be read.
     """
-    out: dict[str, InstrumentMeta] = {}
+    latest: dict[bytes, bytes] = {}  # url -> its last body (captures repeat requests)
     with open(path, "rb") as fh:
         for raw in fh:
             head, sep, body = raw.partition(b": ")
-            if not sep or b" -> " not in head or not head.startswith((b"http://", b"https://")):
+            url, arrow, _ts = head.partition(b" -> ")
+            if not sep or not arrow or not url.startswith((b"http://", b"https://")):
                 continue
-            try:
-                out.update(parse_instruments(body))
-            except MetadataError:
-                continue
+            latest.pop(url, None)
+            latest[url] = body
+    out: dict[str, InstrumentMeta] = {}
+    for body in latest.values():
+        try:
+            out.update(parse_instruments(body))
+        except MetadataError:
+            continue
     return out

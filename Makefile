@@ -1,0 +1,42 @@
+# xcol developer commands.  `make demo` and `make test` work on a fresh
+# machine with Python 3.11 and a C++ compiler: they create .venv and build
+# the Cython core first.
+
+PY ?= python3
+VENV ?= .venv
+VPY := $(VENV)/bin/python
+export XCOL_CORPUS ?= $(abspath ../shared/corpus)
+
+.PHONY: setup compile debug test testinstalled demo bench clean
+
+$(VENV)/.installed: pyproject.toml setup.py
+	$(PY) -m venv $(VENV)
+	$(VPY) -m pip install -q --upgrade pip
+	$(VPY) -m pip install -q -e '.[dev]'
+	touch $@
+
+setup: $(VENV)/.installed
+
+# Rebuild the extensions in place after editing .pyx/.pxd files.
+compile: setup
+	$(VPY) setup.py build_ext --inplace --force
+
+# Debug build: bounds checks, XCOL_DEBUG invariants, -O0 -g, annotated HTML.
+debug: setup
+	XCOL_DEBUG=1 $(VPY) setup.py build_ext --inplace --force
+
+test: setup
+	$(VPY) -m ruff check xcol tests bench
+	$(VPY) -m mypy
+	$(VPY) -m pytest -q
+
+demo: setup
+	$(VPY) -m xcol demo
+
+bench: setup
+	$(VPY) -m pip install -q -e '.[bench]'
+	$(VPY) bench/hotpath.py --json bench/results-usdm.json
+	$(VPY) bench/hotpath.py --market okx --json bench/results-okx.json
+
+clean:
+	rm -rf build $(VENV) *.egg-info xcol/_fast/*.so xcol/_fast/*.cpp xcol/_fast/*.html

@@ -1,0 +1,1 @@
+"""Exchange simulation: synthetic streams derived from the real protocols."""
