@@ -20,7 +20,7 @@ from __future__ import annotations
 import gzip
 import os
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
@@ -213,14 +213,14 @@ def replay(
     items: Iterable[Frame],
     market: str,
     scales: dict[str, tuple[int, int]] | None = None,
-    on_frame: object = None,
+    on_frame: Callable[[ReplayResult, int, Frame, int], None] | None = None,
 ) -> ReplayResult:
     """Feed frames to a new Engine, registering instruments as they appear.
 
     Binance: every bookTicker is compared with the top of the book after the
     depth event with the same ``u`` (in either arrival order).  OKX: the books
     verify every checksum themselves.  Deribit: each applied change chained on
-    its predecessor.  ``on_frame(index, frame, code)`` is called after each frame.
+    its predecessor.  ``on_frame(result, index, frame, code)`` runs after each frame.
     """
     e = Engine(market)
     res = ReplayResult(e)
@@ -268,7 +268,7 @@ def replay(
                 else:
                     waiting[key].append(tuple(bbo))
         if on_frame is not None:
-            on_frame(i, f, code)  # type: ignore[operator]
+            on_frame(res, i, f, code)
     if market == "okx":
         res.checked = sum(b.checksums_checked for b in e.books_list())
         res.mismatched = sum(b.checksums_failed for b in e.books_list())

@@ -124,7 +124,7 @@ def test_two_documents_in_one_frame_are_a_json_error() -> None:
                 b'"book.BTC-PERPETUAL.raw","data":{"type":"change","timestamp":1,'
                 b'"prev_change_id":1,"instrument_name":"BTC-PERPETUAL","change_id":2,'
                 b'"bids":[["change",30250.5,10.0]],"asks":[["delete",1e-05,0.0]]}}}'),
-])
+], ids=["binance", "okx", "deribit"])
 def test_every_truncation_is_refused(venue: str, frame: bytes) -> None:
     d = Decoder(venue)
     accepted = [n for n in range(len(frame)) if d.decode_frame(frame[:n]) != -1]
@@ -137,7 +137,7 @@ def test_every_truncation_is_refused(venue: str, frame: bytes) -> None:
     ("okx", b'{"arg":{"channel":"books","instId":"BTC-USDT"},"action":"snapshot","data":[{'
             b'"asks":[["30243.5","1","0","1"]],"bids":[],"ts":"1","checksum":0}]}'),
     ("deribit", b'{"jsonrpc":"2.0","method":"heartbeat","params":{"type":"test_request"}}'),
-])
+], ids=["binance", "okx", "deribit"])
 def test_every_truncation_counts_as_invalid_json(venue: str, frame: bytes) -> None:
     d = Decoder(venue)
     wrong = []

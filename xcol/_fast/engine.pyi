@@ -1,8 +1,7 @@
 """Type stubs for xcol._fast.engine (Cython)."""
 
-from typing import Any
-
 from array import array
+from typing import Any
 
 from xcol._fast.book import Book
 from xcol._fast.decode import Decoder
