@@ -254,7 +254,7 @@ def replay(
                 drain(inst)
         else:
             code = e.feed(f.body)
-            if code == 14:
+            if code == 14 and e.last_symbol:
                 register(e.last_symbol)
                 code = e.feed(f.body)
             res.codes[code] += 1

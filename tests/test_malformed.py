@@ -18,7 +18,8 @@ from xcol._fast.engine import Engine
 ERROR_KINDS = ("json", "shape", "number", "unknown_message", "too_large", "no_memory")
 
 # A synced USD-M book: snapshot at 100, then events chained with pu.
-SNAP = b'{"lastUpdateId":100,"E":1,"T":1,"bids":[["61800.20","1.000"]],"asks":[["61800.30","2.000"]]}'
+SNAP = (b'{"lastUpdateId":100,"E":1,"T":1,"bids":[["61800.20","1.000"]],'
+        b'"asks":[["61800.30","2.000"]]}')
 
 
 def depth(first: int, last: int, prev: int, bids: bytes = b'[["61800.10","0.500"]]',
@@ -204,7 +205,8 @@ def test_depth_update_missing_field(frame: bytes, names: list[str]) -> None:
         (BASE.replace(b'"data":{', b'"data":[{').replace(b"}}", b"}]}"), ["data"]),
     ],
     ids=["u-word", "u-string", "U-float", "pu-string", "pu-null", "E-string", "b-object",
-         "b-number", "b-string", "level-not-array", "level-short", "level-empty", "s-empty", "s-number", "data-array"],
+         "b-number", "b-string", "level-not-array", "level-short", "level-empty", "s-empty",
+         "s-number", "data-array"],
 )
 def test_depth_update_mistyped_field(frame: bytes, names: list[str]) -> None:
     e = synced_engine()

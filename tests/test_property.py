@@ -18,6 +18,7 @@ from reference import (
     OUTCOME_CODES,
     BinanceBook,
     DepthEvent,
+    DeribitBook,
     OkxBook,
     TextLevel,
     mantissa_decimals,
@@ -187,6 +188,14 @@ def test_random_gap_is_detected_and_stops_the_book(
     for i, ev in enumerate(events[drop + 2:], drop + 2):
         assert feed_both(e, ref, ev, futures, f"event #{i} while unsynced") == 1
     assert not e.book(SYMBOL).synced
+    # A fresh snapshot taken after the hole resyncs from what was buffered since.
+    lid2 = data.draw(st.integers(events[drop + 1].first - 1, events[-1].last), label="resync")
+    snap2 = data.draw(snapshots(), label="second snapshot")
+    code = e.feed_snapshot(SYMBOL, snapshot_frame(lid2, *snap2))
+    assert code == OUTCOME_CODES[ref.on_snapshot(lid2, *snap2)] == 7
+    assert_same(e, ref, "after the resync")
+    assert not e.book(SYMBOL).resync_requested
+    assert e.book(SYMBOL).synced == (events[-1].last >= lid2 + (0 if futures else 1))
 
 
 @SETTINGS
@@ -230,6 +239,29 @@ def test_snapshot_newer_than_the_buffer_start_replays_only_what_follows(
     assert_same(e, ref, "after replay")
     assert e.book(SYMBOL).pending == 0
     assert e.book(SYMBOL).last_seq == max(lid, events[-1].last)
+
+
+@SETTINGS
+@given(futures=st.booleans(), events=chains(min_size=1, max_size=10),
+       older=st.integers(1, 1000), snap=snapshots())
+def test_snapshot_older_than_every_buffered_event_is_a_gap(
+    futures: bool, events: list[Ev], older: int,
+    snap: tuple[list[TextLevel], list[TextLevel]],
+) -> None:
+    # The bridging event is missing: the book must wait for a newer snapshot.
+    lid = events[0].first - 1 - older
+    e, ref = new_engine(futures), BinanceBook(futures)
+    for ev in events:
+        assert e.feed(ev.frame(futures)) == 1
+        ref.on_depth(ev.ref(futures))
+    assert e.feed_snapshot(SYMBOL, snapshot_frame(lid, *snap)) == 3
+    assert ref.on_snapshot(lid, *snap) == "gap"
+    assert not e.book(SYMBOL).synced
+    lid2 = events[-1].last
+    assert e.feed_snapshot(SYMBOL, snapshot_frame(lid2, *snap)) == 7
+    assert ref.on_snapshot(lid2, *snap) == "snapshot"
+    assert e.book(SYMBOL).last_seq == lid2
+    assert e.book(SYMBOL).levels_raw() == ref.levels(PRICE_SCALE, QTY_SCALE)
 
 
 # --------------------------------------------------------------- checksum
@@ -399,3 +431,131 @@ def test_json_number_mantissa_and_decimals_equal_decimals(text: str) -> None:
     px, pdec, qty, qdec, _flag = d.event()["bids"][0]
     assert (px, pdec) == (qty, qdec) == want
     assert Decimal(px).scaleb(-pdec) == Decimal(text)
+
+
+# ------------------------------------------------- OKX and Deribit sequences
+
+
+def okx_seq_frame(action: str, bids: list[TextLevel], asks: list[TextLevel], seq: int,
+                  prev: int, checksum: int) -> bytes:
+    def side(levels: list[TextLevel]) -> str:
+        return "[" + ",".join(f'["{p}","{q}","0","1"]' for p, q in levels) + "]"
+    return (f'{{"arg":{{"channel":"books","instId":"BTC-USDT"}},"action":"{action}",'
+            f'"data":[{{"asks":{side(asks)},"bids":{side(bids)},"ts":"1",'
+            f'"checksum":{checksum},"prevSeqId":{prev},"seqId":{seq}}}]}}').encode()
+
+
+OKX_STEP = st.sampled_from(["next", "next", "next", "heartbeat", "reset", "gap"])
+
+
+@SETTINGS
+@given(bids=okx_sides(max_size=10), asks=okx_sides(max_size=10),
+       steps=st.lists(st.tuples(OKX_STEP, okx_sides(max_size=4), okx_sides(max_size=4),
+                                st.integers(1, 50), st.booleans()), max_size=15))
+def test_okx_seq_chain_matches_reference(
+    bids: list[TextLevel], asks: list[TextLevel],
+    steps: list[tuple[str, list[TextLevel], list[TextLevel], int, bool]],
+) -> None:
+    # prevSeqId must equal the last seqId; empty heartbeats (seqId == prevSeqId)
+    # and maintenance resets (seqId < prevSeqId) chain like any other message.
+    ref = OkxBook()
+    e = Engine("okx")
+    e.add_instrument("BTC-USDT", 8, 8)
+    seq = 1000
+    ref.on_message("snapshot", bids, asks, seq, -1, None)
+    assert e.feed(okx_seq_frame("snapshot", bids, asks, seq, -1, ref.checksum())) == 7
+    for i, (step, ub, ua, jump, with_crc) in enumerate(steps):
+        prev = seq
+        if step == "heartbeat":
+            ub, ua, new = [], [], seq
+        elif step == "reset":
+            new = max(0, seq - jump * 7)
+        elif step == "gap":
+            prev, new = seq + jump, seq + 2 * jump  # messages were missed
+        else:
+            new = seq + jump
+        # Compute the checksum the exchange would send for the book after this message.
+        probe = OkxBook()
+        probe.load([(lv.price_text, lv.size_text) for lv in ref.sorted_bids()],
+                   [(lv.price_text, lv.size_text) for lv in ref.sorted_asks()])
+        probe.update(ub, ua)
+        crc = probe.checksum() if with_crc else 0
+        out = ref.on_message("update", ub, ua, new, prev, crc)
+        code = e.feed(okx_seq_frame("update", ub, ua, new, prev, crc))
+        assert code == OUTCOME_CODES[out], f"step {i} {step}: engine {code}, reference {out}"
+        book = e.book("BTC-USDT")
+        assert book.synced == ref.synced
+        if not ref.synced:
+            assert book.resync_requested
+            break
+        seq = new
+        assert book.last_seq == seq
+        assert book.levels_raw() == ref.levels(8, 8)
+        assert book.checksum() == ref.checksum()
+
+
+DERIBIT_NUM = st.tuples(st.integers(1, 10**6), st.integers(0, 4))
+
+
+@st.composite
+def deribit_levels(draw: st.DrawFn, max_size: int = 6) -> list[tuple[str, str, str]]:
+    raw = draw(st.lists(st.tuples(st.sampled_from(["new", "change", "delete"]), DERIBIT_NUM,
+                                  DERIBIT_NUM), max_size=max_size))
+    out = []
+    for action, (pm, pd), (qm, qd) in raw:
+        amount = "0.0" if action == "delete" else okx_text(qm, qd)
+        out.append((action, okx_text(pm, pd), amount))
+    return out
+
+
+def deribit_frame(kind: str, levels: tuple[list[tuple[str, str, str]], ...], change_id: int,
+                  prev: int | None) -> bytes:
+    def side(lv: list[tuple[str, str, str]]) -> str:
+        return "[" + ",".join(f'["{a}",{p},{q}]' for a, p, q in lv) + "]"
+    prev_part = f'"prev_change_id":{prev},' if prev is not None else ""
+    return (
+        '{"jsonrpc":"2.0","method":"subscription","params":{"channel":"book.BTC-PERPETUAL.raw",'
+        f'"data":{{"type":"{kind}","timestamp":1,{prev_part}"instrument_name":"BTC-PERPETUAL",'
+        f'"change_id":{change_id},"bids":{side(levels[0])},"asks":{side(levels[1])}}}}}}}'
+    ).encode()
+
+
+@SETTINGS
+@given(snap=st.tuples(deribit_levels(12), deribit_levels(12)),
+       changes=st.lists(st.tuples(deribit_levels(), deribit_levels(), st.integers(1, 9)),
+                        min_size=1, max_size=12),
+       hole=st.integers(0, 12))
+def test_deribit_change_chain_matches_reference(
+    snap: tuple[list[tuple[str, str, str]], ...],
+    changes: list[tuple[list[tuple[str, str, str]], list[tuple[str, str, str]], int]],
+    hole: int,
+) -> None:
+    # Snapshot levels are all "new"; changes chain prev_change_id on change_id,
+    # a missing change is a gap, and the next snapshot resyncs.
+    snap = tuple(
+        list({Decimal(p): ("new", p, q) for _, p, q in lv if q != "0.0"}.values())  # once each
+        for lv in snap
+    )
+    ref = DeribitBook()
+    e = Engine("deribit")
+    e.add_instrument("BTC-PERPETUAL", 8, 8)
+    cid = 500
+    frame = deribit_frame("snapshot", snap, cid, None)
+    assert e.feed(frame) == OUTCOME_CODES[ref.on_json(frame)] == 7
+    for i, (b, a, step) in enumerate(changes):
+        prev, cid = cid, cid + step
+        if i == hole:
+            continue  # this change is lost on the way
+        frame = deribit_frame("change", (b, a), cid, prev)
+        code = e.feed(frame)
+        out = ref.on_json(frame)
+        assert code == OUTCOME_CODES[out], f"change {i}: engine {code}, reference {out}"
+        assert e.book("BTC-PERPETUAL").synced == ref.synced
+        if not ref.synced:
+            break
+        assert e.book("BTC-PERPETUAL").levels_raw() == ref.levels(8, 8)
+    assert (hole < len(changes) - 1) == (not ref.synced)
+    frame = deribit_frame("snapshot", snap, cid + 100, None)
+    assert e.feed(frame) == OUTCOME_CODES[ref.on_json(frame)] == 7
+    assert e.book("BTC-PERPETUAL").synced
+    assert e.book("BTC-PERPETUAL").levels_raw() == ref.levels(8, 8)

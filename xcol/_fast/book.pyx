@@ -282,6 +282,16 @@ cdef inline int side_set(Side *s, int64_t key, int64_t qty, int8_t pdec, int8_t 
     return bi
 
 
+cdef inline bint side_has(const Side *s, int64_t key) noexcept nogil:
+    cdef int bi
+    cdef int i
+    if s.nb == 0:
+        return False
+    bi = find_blk(s, key, s.nb - 1)
+    i = blk_lb(s.blk[bi], key)
+    return i < s.blk[bi].n and s.blk[bi].k[i] == key
+
+
 cdef inline int side_load(Side *s, Level *lv, int n, int sign) noexcept nogil:
     """Replace the side with ``n`` levels given best-first (any order works)."""
     cdef int i
@@ -312,6 +322,8 @@ cdef inline int side_load(Side *s, Level *lv, int n, int sign) noexcept nogil:
                 s.first[s.nb - 1] = key
             b.n += 1
             s.n += 1
+        elif side_has(s, key):
+            continue    # a price listed twice: the later entry (already set) wins
         elif side_set(s, key, lv[i].qty, lv[i].pdec, lv[i].qdec, s.nb - 1) < 0:
             return -1
     return 0

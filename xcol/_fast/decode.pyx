@@ -12,7 +12,7 @@ says what was wrong and which field, and the caller counts it.
 cimport cython
 from libc.stdint cimport int64_t, int32_t, int8_t, uint8_t, uint64_t
 from libc.stdlib cimport malloc, realloc, free
-from libc.string cimport memcpy, memcmp
+from libc.string cimport memcpy, memcmp, memset
 from libcpp cimport bool as cbool
 
 from xcol._fast.event cimport (
@@ -24,7 +24,7 @@ from xcol._fast.num cimport parse_num, parse_int, NUM_OK
 from xcol._fast.includes.simdjson cimport (
     Parser, Document, Value, ObjCursor, ArrCursor, PADDING, error_message,
     implementation_name, iterate, doc_object, val_object, val_array, obj_next,
-    arr_next, val_raw, val_str, val_int64, val_bool,
+    arr_next, val_raw, val_str, val_int64, val_bool, doc_at_end, is_type_error,
 )
 
 DEFAULT_MAX_FRAME = 16 * 1024 * 1024
@@ -116,6 +116,8 @@ cdef struct BnState:
     bint has_trade_id
     int64_t trade_time
     bint has_levels
+    bint has_b
+    bint has_a
 
 cdef BnState _bn
 
@@ -180,6 +182,16 @@ cdef class Decoder:
         return 0
 
     cdef int _fail(self, int err, int detail, const char *what) noexcept:
+        cdef const char *p = self.buf
+        if err == DE_SHAPE and detail != 0:
+            if not is_type_error(detail):
+                err = DE_JSON       # simdjson found the JSON itself broken
+            elif memcmp(what, b"message", 7) == 0:  # the root: any JSON value?
+                while p[0] == b' ' or p[0] == b'\n' or p[0] == b'\r' or p[0] == b'\t':
+                    p += 1
+                if not (p[0] == b'[' or p[0] == b'"' or p[0] == b'-' or p[0] == b't'
+                        or p[0] == b'f' or p[0] == b'n' or (p[0] >= b'0' and p[0] <= b'9')):
+                    err = DE_JSON
         self.ev.err = err
         self.ev.err_detail = detail
         self.ev.err_what = what
@@ -222,6 +234,9 @@ cdef class Decoder:
             self.buf = p
             self.cap = need
         memcpy(self.buf, data, n)
+        # Zero the padding: nothing of an earlier, longer frame may be read
+        # past the end of this one (the level scanner looks ahead into it).
+        memset(self.buf + n, 0, PADDING)
         cdef int r = iterate(self.parser, self.buf, n, self.doc)
         if r != 0:
             return self._fail(DE_JSON, r, b"frame")
@@ -233,6 +248,13 @@ cdef class Decoder:
             r = self._deribit()
         if r < 0:
             return -1
+        if not doc_at_end(self.doc):
+            return self._fail(DE_JSON, 0, b"end of frame (content after the document)")
+        if ev.kind == EV_CONTROL or ev.kind == EV_IGNORED:
+            # nothing to normalize: drop whatever look-alike fields were read
+            ev.nbids = 0
+            ev.nasks = 0
+            ev.ntrades = 0
         return ev.kind
 
     # ------------------------------------------------------------- levels
@@ -375,11 +397,14 @@ cdef class Decoder:
         _bn.has_trade_id = False
         _bn.trade_time = 0
         _bn.has_levels = False
+        _bn.has_b = False
+        _bn.has_a = False
         self.trade_buf[0].side = 0
         self.trade_buf[0].ts = 0
         r = doc_object(self.doc, root)
         if r != 0:
-            return self._fail(DE_SHAPE if r != 0 else DE_JSON, r, b"message (expected an object)")
+            return self._fail(DE_SHAPE if is_type_error(r) else DE_JSON, r,
+                              b"message (expected an object)")
         while True:
             r = obj_next(root, &k, &kn, v)
             if r == 0:
@@ -427,7 +452,8 @@ cdef class Decoder:
             if _bn.e_kind != BK_NONE:
                 kind = _bn.e_kind
         if kind == BK_DEPTH:
-            if not (ev.has_seq and _bn.has_levels) or ev.sym_len == 0 or ev.first_seq == 0:
+            if not (ev.has_seq and _bn.has_b and _bn.has_a) or ev.sym_len == 0 \
+                    or ev.first_seq == 0:
                 return self._fail(DE_SHAPE, 0, b"depthUpdate (needs s, U, u, b, a)")
             ev.kind = EV_DEPTH
             ev.channel = CH_BOOK
@@ -476,6 +502,10 @@ cdef class Decoder:
                     return self._fail(DE_SHAPE, 0, b"b/a")
                 if n > 0 and p[0] == b'[':
                     _bn.has_levels = True
+                    if k[0] == b'b':
+                        _bn.has_b = True
+                    else:
+                        _bn.has_a = True
                     return self._levels(v, k[0] == b'b', False)
                 if n > 0 and p[0] == b'"':
                     # bookTicker best price
@@ -610,7 +640,8 @@ cdef class Decoder:
         cdef Event *ev = &self.ev
         r = doc_object(self.doc, root)
         if r != 0:
-            return self._fail(DE_SHAPE, r, b"message (expected an object)")
+            return self._fail(DE_SHAPE if is_type_error(r) else DE_JSON, r,
+                              b"message (expected an object)")
         while True:
             r = obj_next(root, &k, &kn, v)
             if r == 0:
@@ -794,7 +825,8 @@ cdef class Decoder:
         cdef bint has_params = False
         r = doc_object(self.doc, root)
         if r != 0:
-            return self._fail(DE_SHAPE, r, b"message (expected an object)")
+            return self._fail(DE_SHAPE if is_type_error(r) else DE_JSON, r,
+                              b"message (expected an object)")
         while True:
             r = obj_next(root, &k, &kn, v)
             if r == 0:
@@ -1032,7 +1064,7 @@ cdef class Decoder:
         if ev.err == 0:
             return None
         msg = f"{_ERR_NAMES[ev.err]} at {ev.err_what.decode()}"
-        if ev.err == DE_JSON:
+        if ev.err == DE_JSON and ev.err_detail != 0:
             msg += f": {error_message(ev.err_detail).decode()}"
         elif ev.err == DE_NUMBER and 0 < ev.err_detail < len(_NUM_ERR_NAMES):
             msg += f": {_NUM_ERR_NAMES[ev.err_detail]}"

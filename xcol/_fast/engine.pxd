@@ -41,6 +41,8 @@ cdef class Engine:
     cdef readonly int64_t book_events
     cdef readonly int64_t bbos
     cdef readonly int64_t trades
+    cdef readonly int64_t trade_frames
+    cdef readonly int64_t rest_frames
     cdef readonly int64_t controls
     cdef readonly int64_t ignored
     cdef readonly int64_t unknown_instrument

@@ -19,6 +19,8 @@ class Engine:
     book_events: int
     bbos: int
     trades: int
+    trade_frames: int
+    rest_frames: int
     controls: int
     ignored: int
     unknown_instrument: int

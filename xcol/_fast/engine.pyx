@@ -183,6 +183,7 @@ cdef class Engine:
             self.last_result = R_IGNORED
             return R_IGNORED
         if kind == EV_REST_SNAPSHOT:
+            self.rest_frames += 1
             self.last_result = R_REST_SNAPSHOT
             return R_REST_SNAPSHOT
         inst = self.syms.find(ev.sym, <size_t>ev.sym_len)
@@ -202,6 +203,7 @@ cdef class Engine:
                     self.last_result = R_BAD_NUMBER
                     return R_BAD_NUMBER
             self.trades += ev.ntrades
+            self.trade_frames += 1
             self.last_result = R_TRADE
             return R_TRADE
         if kind == EV_BBO:
@@ -301,7 +303,8 @@ cdef class Engine:
         cdef int i
         out = {
             "messages": self.messages, "book_events": self.book_events, "bbo": self.bbos,
-            "trades": self.trades, "control": self.controls, "ignored": self.ignored,
+            "trades": self.trades, "trade_frames": self.trade_frames,
+            "rest_frames": self.rest_frames, "control": self.controls, "ignored": self.ignored,
             "unknown_instrument": self.unknown_instrument, "bad_numbers": self.bad_numbers,
         }
         out["errors"] = {ERROR_NAMES[i]: self.errors[i] for i in range(1, N_DECODE_ERRORS)}

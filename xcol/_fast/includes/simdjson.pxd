@@ -26,6 +26,8 @@ cdef extern from "xcol_sj.h" namespace "xsj" nogil:
     const char *error_message(int code)
     const char *implementation_name()
     int iterate(Parser &p, const char *buf, size_t length, Document &doc)
+    int doc_at_end(Document &doc)
+    int is_type_error(int code)
     int doc_object(Document &doc, ObjCursor &c)
     int doc_array(Document &doc, ArrCursor &c)
     int val_object(Value &v, ObjCursor &c)

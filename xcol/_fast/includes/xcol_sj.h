@@ -47,6 +47,16 @@ static inline int iterate(Parser &p, const char *buf, size_t len, Document &doc)
     return static_cast<int>(p.iterate(buf, len, len + PADDING).get(doc));
 }
 
+/* 1 when the whole document has been consumed (no trailing content). */
+static inline int doc_at_end(Document &doc) {
+    return doc.at_end() ? 1 : 0;
+}
+
+/* 1 when a simdjson error means "valid JSON, wrong type" rather than bad JSON. */
+static inline int is_type_error(int code) {
+    return code == simdjson::INCORRECT_TYPE || code == simdjson::NUMBER_OUT_OF_RANGE ? 1 : 0;
+}
+
 static inline int doc_object(Document &doc, ObjCursor &c) {
     od::object o;
     auto err = doc.get_object().get(o);
