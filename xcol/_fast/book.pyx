@@ -595,9 +595,7 @@ cdef class Book:
         else:
             self.npend = 0
             self.npool = 0
-        if result == AR_GAP:
-            # re-base pool offsets are still valid (pool untouched)
-            return AR_GAP
+        # On a gap the pool is untouched, so the kept events' offsets stay valid.
         return result
 
     cdef int apply(self, Event *ev) noexcept:

@@ -929,8 +929,6 @@ cdef class Decoder:
             if r < 0:
                 return self._fail(DE_JSON, -r, b"book data")
             if keq(k, kn, b"bids", 4) or keq(k, kn, b"asks", 4):
-                if val_raw(w, &p, &n) != 0:
-                    return self._fail(DE_SHAPE, 0, b"bids/asks")
                 # grouped books send [price, amount]; raw/100ms send [action, price, amount]
                 if self._levels(w, k[0] == b'b', not grouped) < 0:
                     return -1
