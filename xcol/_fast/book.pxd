@@ -39,8 +39,7 @@ ctypedef struct Blk:
     int n
     int64_t k[64]
     int64_t q[64]
-    int8_t pd[64]             # price decimals the exchange wrote (its strings)
-    int8_t qd[64]             # size decimals the exchange wrote
+    int8_t dd[64][2]          # decimals the exchange wrote: [price, size] (its strings)
 
 ctypedef struct Side:
     Blk **blk                 # blocks in key order

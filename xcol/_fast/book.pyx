@@ -190,23 +190,23 @@ cdef inline int find_blk(const Side *s, int64_t key, int hint) noexcept nogil:
 @cython.boundscheck(False)
 @cython.wraparound(False)
 cdef inline int blk_lb(const Blk *b, int64_t key) noexcept nogil:
+    """Index of the first key >= ``key`` (branch-free lower bound)."""
     cdef int lo = 0
-    cdef int hi = b.n
-    cdef int mid
-    while lo < hi:
-        mid = (lo + hi) >> 1
-        if b.k[mid] < key:
-            lo = mid + 1
-        else:
-            hi = mid
-    return lo
+    cdef int n = b.n
+    cdef int half
+    if n == 0:
+        return 0
+    while n > 1:
+        half = n >> 1
+        lo = lo + half if b.k[lo + half] < key else lo
+        n -= half
+    return lo + (b.k[lo] < key)
 
 
 cdef inline void blk_shift(Blk *b, int dst, int src, int count) noexcept nogil:
     memmove(&b.k[dst], &b.k[src], <size_t>count * sizeof(int64_t))
     memmove(&b.q[dst], &b.q[src], <size_t>count * sizeof(int64_t))
-    memmove(&b.pd[dst], &b.pd[src], <size_t>count)
-    memmove(&b.qd[dst], &b.qd[src], <size_t>count)
+    memmove(&b.dd[dst][0], &b.dd[src][0], <size_t>count * 2)
 
 
 @cython.boundscheck(False)
@@ -225,8 +225,8 @@ cdef inline int side_set(Side *s, int64_t key, int64_t qty, int8_t pdec, int8_t 
             return -1
         b.k[0] = key
         b.q[0] = qty
-        b.pd[0] = pdec
-        b.qd[0] = qdec
+        b.dd[0][0] = pdec
+        b.dd[0][1] = qdec
         b.n = 1
         if dir_insert(s, 0, b) < 0:
             blk_release(s, b)
@@ -248,8 +248,8 @@ cdef inline int side_set(Side *s, int64_t key, int64_t qty, int8_t pdec, int8_t 
                 s.first[bi] = b.k[0]
         else:
             b.q[i] = qty
-            b.pd[i] = pdec
-            b.qd[i] = qdec
+            b.dd[i][0] = pdec
+            b.dd[i][1] = qdec
         return bi
     if qty == 0:
         return bi                 # removing an unknown level is normal
@@ -260,8 +260,7 @@ cdef inline int side_set(Side *s, int64_t key, int64_t qty, int8_t pdec, int8_t 
         half = BLK // 2
         memcpy(&nb2.k[0], &b.k[half], <size_t>(BLK - half) * sizeof(int64_t))
         memcpy(&nb2.q[0], &b.q[half], <size_t>(BLK - half) * sizeof(int64_t))
-        memcpy(&nb2.pd[0], &b.pd[half], <size_t>(BLK - half))
-        memcpy(&nb2.qd[0], &b.qd[half], <size_t>(BLK - half))
+        memcpy(&nb2.dd[0][0], &b.dd[half][0], <size_t>(BLK - half) * 2)
         nb2.n = BLK - half
         b.n = half
         if dir_insert(s, bi + 1, nb2) < 0:
@@ -273,8 +272,8 @@ cdef inline int side_set(Side *s, int64_t key, int64_t qty, int8_t pdec, int8_t 
     blk_shift(b, i + 1, i, b.n - i)
     b.k[i] = key
     b.q[i] = qty
-    b.pd[i] = pdec
-    b.qd[i] = qdec
+    b.dd[i][0] = pdec
+    b.dd[i][1] = qdec
     b.n += 1
     s.n += 1
     if i == 0:
@@ -316,8 +315,8 @@ cdef inline int side_load(Side *s, Level *lv, int n, int sign) noexcept nogil:
                     return -1
             b.k[b.n] = key
             b.q[b.n] = lv[i].qty
-            b.pd[b.n] = lv[i].pdec
-            b.qd[b.n] = lv[i].qdec
+            b.dd[b.n][0] = lv[i].pdec
+            b.dd[b.n][1] = lv[i].qdec
             if b.n == 0:
                 s.first[s.nb - 1] = key
             b.n += 1
@@ -698,10 +697,10 @@ cdef class Book:
                     buf[pos] = b':'
                     pos += 1
                 first = False
-                pos += format_num(b.k[wb.i], self.price_scale, b.pd[wb.i], buf + pos)
+                pos += format_num(b.k[wb.i], self.price_scale, b.dd[wb.i][0], buf + pos)
                 buf[pos] = b':'
                 pos += 1
-                pos += format_num(b.q[wb.i], self.qty_scale, b.qd[wb.i], buf + pos)
+                pos += format_num(b.q[wb.i], self.qty_scale, b.dd[wb.i][1], buf + pos)
                 hb = walk_next(&self.bids, &wb)
             if ha:
                 b = self.asks.blk[wa.bi]
@@ -709,10 +708,10 @@ cdef class Book:
                     buf[pos] = b':'
                     pos += 1
                 first = False
-                pos += format_num(-b.k[wa.i], self.price_scale, b.pd[wa.i], buf + pos)
+                pos += format_num(-b.k[wa.i], self.price_scale, b.dd[wa.i][0], buf + pos)
                 buf[pos] = b':'
                 pos += 1
-                pos += format_num(b.q[wa.i], self.qty_scale, b.qd[wa.i], buf + pos)
+                pos += format_num(b.q[wa.i], self.qty_scale, b.dd[wa.i][1], buf + pos)
                 ha = walk_next(&self.asks, &wa)
         return crc32_update(crc, <const uint8_t *>buf, pos)
 
@@ -765,8 +764,8 @@ cdef class Book:
             if raw:
                 out.append((sign * b.k[w.i], b.q[w.i]))
             else:
-                out.append((self._fmt_px(sign * b.k[w.i], b.pd[w.i]),
-                            self._fmt_qty(b.q[w.i], b.qd[w.i])))
+                out.append((self._fmt_px(sign * b.k[w.i], b.dd[w.i][0]),
+                            self._fmt_qty(b.q[w.i], b.dd[w.i][1])))
             more = walk_next(side, &w)
         return out
 

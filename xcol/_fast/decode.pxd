@@ -35,13 +35,21 @@ cdef class Decoder:
     cdef int bid_cap
     cdef int ask_cap
     cdef int trade_cap
+    cdef public bint fast          # try the compact-layout scanner first (Binance)
+    cdef readonly long long fast_frames
 
     cdef int decode(self, const char *data, size_t n) noexcept
+    cdef void _reset_event(self) noexcept
     cdef int _fail(self, int err, int detail, const char *what) noexcept
     cdef int _grow(self, int which) noexcept
     cdef const char *_scan_levels(self, const char *p, bint is_bid) noexcept
     cdef int _levels(self, Value &v, bint is_bid, bint with_action) noexcept
     cdef int _binance(self) noexcept
+    cdef void _bn_init(self) noexcept
+    cdef int _binance_finish(self) noexcept
+    cdef int _bn_fast(self, size_t n) noexcept
+    cdef const char *_bn_fast_obj(self, const char *p, bint top) noexcept
+    cdef const char *_bn_fast_field(self, const char *k, size_t kn, const char *p) noexcept
     cdef int _binance_field(self, const char *k, size_t kn, Value &v) noexcept
     cdef int _okx(self) noexcept
     cdef int _okx_item(self, Value &v) noexcept

@@ -94,6 +94,44 @@ cdef inline const char *fast_num(const char *p, int64_t *out, int8_t *dec) noexc
     return p
 
 
+cdef inline const char *fast_str(const char *p) noexcept nogil:
+    """``p`` at an opening quote: the end of a plain ASCII string token, or NULL
+    (escapes, control or non-ASCII bytes: the exact slow path decides).  The
+    zeroed frame padding stops the scan at the end of the frame."""
+    cdef uint8_t c
+    p += 1
+    while True:
+        c = <uint8_t>p[0]
+        if c == 34:
+            return p + 1
+        if c == 92 or c < 0x20 or c >= 0x80:
+            return NULL
+        p += 1
+
+
+cdef inline const char *fast_int(const char *p, int64_t *out) noexcept nogil:
+    """A JSON integer of at most 18 digits at ``p``; NULL for anything else
+    (a fraction or exponent, a leading zero, more digits)."""
+    cdef bint neg = p[0] == b'-'
+    cdef const char *s
+    cdef uint64_t v = 0
+    cdef unsigned int c
+    if neg:
+        p += 1
+    s = p
+    c = <unsigned int>(<uint8_t>p[0]) - 48
+    while c <= 9:
+        v = v * 10 + c
+        p += 1
+        c = <unsigned int>(<uint8_t>p[0]) - 48
+    if p == s or p - s > 18 or (s[0] == b'0' and p - s > 1):
+        return NULL
+    if p[0] == b'.' or p[0] == b'e' or p[0] == b'E':
+        return NULL
+    out[0] = -<int64_t>v if neg else <int64_t>v
+    return p
+
+
 # Binance stream kinds, from the stream name suffix or the "e" field.
 cdef enum:
     BK_NONE = 0
@@ -114,12 +152,46 @@ cdef struct BnState:
     bint bbo_bq
     bint bbo_aq
     bint has_trade_id
+    bint has_p
+    bint has_q
     int64_t trade_time
     bint has_levels
     bint has_b
     bint has_a
 
 cdef BnState _bn
+
+
+cdef inline int stream_kind(const char *p, size_t n) noexcept nogil:
+    """Kind of a combined-stream name (``btcusdt@depth@0ms`` -> BK_DEPTH)."""
+    cdef size_t i = 0
+    while i < n and p[i] != b'@':
+        i += 1
+    if i >= n:
+        return BK_NONE
+    i += 1
+    if n - i >= 5 and memcmp(p + i, b"depth", 5) == 0:
+        return BK_DEPTH
+    if keq(p + i, n - i, b"bookTicker", 10):
+        return BK_BBO
+    if keq(p + i, n - i, b"trade", 5):
+        return BK_TRADE
+    if keq(p + i, n - i, b"aggTrade", 8):
+        return BK_AGG
+    return BK_OTHER
+
+
+cdef inline int event_kind(const char *p, size_t n) noexcept nogil:
+    """Kind named by a Binance ``"e"`` field."""
+    if keq(p, n, b"depthUpdate", 11):
+        return BK_DEPTH
+    if keq(p, n, b"bookTicker", 10):
+        return BK_BBO
+    if keq(p, n, b"trade", 5):
+        return BK_TRADE
+    if keq(p, n, b"aggTrade", 8):
+        return BK_AGG
+    return BK_OTHER
 
 
 cdef class Decoder:
@@ -143,6 +215,8 @@ cdef class Decoder:
         self.bid_cap = 0
         self.ask_cap = 0
         self.trade_cap = 0
+        self.fast = True
+        self.fast_frames = 0
         if self._grow(0) < 0 or self._grow(1) < 0 or self._grow(2) < 0:
             raise MemoryError()
 
@@ -197,11 +271,8 @@ cdef class Decoder:
         self.ev.err_what = what
         return -1
 
-    cdef int decode(self, const char *data, size_t n) noexcept:
-        """Decode one frame; returns the EventKind, or -1 with ev.err set."""
+    cdef void _reset_event(self) noexcept:
         cdef Event *ev = &self.ev
-        cdef size_t need
-        cdef char *p
         ev.kind = EV_NONE
         ev.channel = CH_NONE
         ev.inst = -1
@@ -221,6 +292,13 @@ cdef class Decoder:
         ev.err = 0
         ev.err_detail = 0
         ev.err_what = b""
+
+    cdef int decode(self, const char *data, size_t n) noexcept:
+        """Decode one frame; returns the EventKind, or -1 with ev.err set."""
+        cdef Event *ev = &self.ev
+        cdef size_t need
+        cdef char *p
+        self._reset_event()
         if n > self.max_frame:
             return self._fail(DE_TOO_LARGE, 0, b"frame")
         if self.venue == VENUE_OKX and n == 4 and memcmp(data, b"pong", 4) == 0:
@@ -237,7 +315,17 @@ cdef class Decoder:
         # Zero the padding: nothing of an earlier, longer frame may be read
         # past the end of this one (the level scanner looks ahead into it).
         memset(self.buf + n, 0, PADDING)
-        cdef int r = iterate(self.parser, self.buf, n, self.doc)
+        cdef int r
+        if self.venue == VENUE_BINANCE and self.fast:
+            if self._bn_fast(n):
+                self.fast_frames += 1
+                if ev.kind == EV_CONTROL or ev.kind == EV_IGNORED:
+                    ev.nbids = 0
+                    ev.nasks = 0
+                    ev.ntrades = 0
+                return ev.kind
+            self._reset_event()
+        r = iterate(self.parser, self.buf, n, self.doc)
         if r != 0:
             return self._fail(DE_JSON, r, b"frame")
         if self.venue == VENUE_BINANCE:
@@ -385,22 +473,9 @@ cdef class Decoder:
         cdef size_t kn
         cdef const char *p
         cdef size_t n
-        cdef size_t i
         cdef int r
-        cdef int kind
         cdef Event *ev = &self.ev
-        _bn.stream_kind = BK_NONE
-        _bn.e_kind = BK_NONE
-        _bn.has_snapshot_id = False
-        _bn.has_result = False
-        _bn.bbo_b = _bn.bbo_a = _bn.bbo_bq = _bn.bbo_aq = False
-        _bn.has_trade_id = False
-        _bn.trade_time = 0
-        _bn.has_levels = False
-        _bn.has_b = False
-        _bn.has_a = False
-        self.trade_buf[0].side = 0
-        self.trade_buf[0].ts = 0
+        self._bn_init()
         r = doc_object(self.doc, root)
         if r != 0:
             return self._fail(DE_SHAPE if is_type_error(r) else DE_JSON, r,
@@ -415,21 +490,7 @@ cdef class Decoder:
                 if val_raw(v, &p, &n) != 0:
                     return self._fail(DE_SHAPE, 0, b"stream")
                 p = strip_quotes(p, &n)
-                i = 0
-                while i < n and p[i] != b'@':
-                    i += 1
-                if i < n:
-                    i += 1
-                    if n - i >= 5 and memcmp(p + i, b"depth", 5) == 0:
-                        _bn.stream_kind = BK_DEPTH
-                    elif keq(p + i, n - i, b"bookTicker", 10):
-                        _bn.stream_kind = BK_BBO
-                    elif keq(p + i, n - i, b"trade", 5):
-                        _bn.stream_kind = BK_TRADE
-                    elif keq(p + i, n - i, b"aggTrade", 8):
-                        _bn.stream_kind = BK_AGG
-                    else:
-                        _bn.stream_kind = BK_OTHER
+                _bn.stream_kind = stream_kind(p, n)
             elif keq(k, kn, b"data", 4):
                 r = val_object(v, sub)
                 if r != 0:
@@ -446,8 +507,28 @@ cdef class Decoder:
                 _bn.has_result = True
             elif self._binance_field(k, kn, v) < 0:
                 return -1
-        # Decide what it was: the stream name wins, then "e", then the shape.
-        kind = _bn.stream_kind
+        return self._binance_finish()
+
+    cdef void _bn_init(self) noexcept:
+        _bn.stream_kind = BK_NONE
+        _bn.e_kind = BK_NONE
+        _bn.has_snapshot_id = False
+        _bn.has_result = False
+        _bn.bbo_b = _bn.bbo_a = _bn.bbo_bq = _bn.bbo_aq = False
+        _bn.has_trade_id = False
+        _bn.trade_time = 0
+        _bn.has_levels = False
+        _bn.has_b = False
+        _bn.has_a = False
+        _bn.has_p = False
+        _bn.has_q = False
+        memset(self.trade_buf, 0, sizeof(Trade))
+
+    cdef int _binance_finish(self) noexcept:
+        """Decide what the walked message was: the stream name wins, then
+        ``"e"``, then the shape; fill the event or fail naming what is missing."""
+        cdef Event *ev = &self.ev
+        cdef int kind = _bn.stream_kind
         if kind == BK_NONE or kind == BK_OTHER:
             if _bn.e_kind != BK_NONE:
                 kind = _bn.e_kind
@@ -457,16 +538,21 @@ cdef class Decoder:
                 return self._fail(DE_SHAPE, 0, b"depthUpdate (needs s, U, u, b, a)")
             ev.kind = EV_DEPTH
             ev.channel = CH_BOOK
+            ev.ntrades = 0
         elif kind == BK_BBO or (kind == BK_NONE and _bn.bbo_b and _bn.bbo_a):
             if not (_bn.bbo_b and _bn.bbo_a and _bn.bbo_bq and _bn.bbo_aq) or ev.sym_len == 0:
                 return self._fail(DE_SHAPE, 0, b"bookTicker (needs s, b, B, a, A)")
             ev.nbids = 1
             ev.nasks = 1
+            ev.ntrades = 0
             ev.kind = EV_BBO
             ev.channel = CH_BBO
         elif kind == BK_TRADE or kind == BK_AGG:
-            if not _bn.has_trade_id or ev.ntrades == 0 or ev.sym_len == 0:
+            if not (_bn.has_trade_id and _bn.has_p and _bn.has_q) or ev.sym_len == 0:
                 return self._fail(DE_SHAPE, 0, b"trade (needs s, t/a, p, q)")
+            ev.ntrades = 1
+            ev.nbids = 0
+            ev.nasks = 0
             if _bn.trade_time:
                 self.trade_buf[0].ts = _bn.trade_time
             ev.kind = EV_TRADE
@@ -480,6 +566,7 @@ cdef class Decoder:
             ev.kind = EV_REST_SNAPSHOT
             ev.channel = CH_BOOK
             ev.first_seq = ev.seq
+            ev.ntrades = 0
         elif kind == BK_OTHER:
             ev.kind = EV_IGNORED
         elif _bn.has_result:
@@ -487,6 +574,182 @@ cdef class Decoder:
         else:
             return self._fail(DE_UNKNOWN, 0, b"message")
         return 0
+
+    # Validating single-pass scanner for the exchange's compact layout.  It
+    # accepts a strict subset of JSON (ASCII, no blanks, no escapes, flat
+    # objects, integers of <= 18 digits, level arrays of quoted numbers) and
+    # fills the event exactly as the simdjson walk above would.  Anything else,
+    # including every error, returns 0 and the frame goes to the simdjson
+    # path, which decides; tests/test_fastpath.py holds the two paths equal.
+
+    cdef int _bn_fast(self, size_t n) noexcept:
+        """1 if the frame was decoded by the scanner, 0 to use simdjson."""
+        cdef const char *p = self.buf
+        self._bn_init()
+        p = self._bn_fast_obj(p, True)
+        if p == NULL or p != self.buf + n:
+            return 0
+        if self._binance_finish() < 0:
+            return 0
+        return 1
+
+    cdef const char *_bn_fast_obj(self, const char *p, bint top) noexcept:
+        cdef const char *k
+        cdef size_t kn
+        cdef const char *q
+        if p[0] != b'{' or p[1] != b'"':
+            return NULL
+        p += 1
+        while True:
+            q = fast_str(p)
+            if q == NULL or q[0] != b':':
+                return NULL
+            k = p + 1
+            kn = <size_t>(q - p - 2)
+            p = q + 1
+            if top and kn == 4 and memcmp(k, b"data", 4) == 0:
+                p = self._bn_fast_obj(p, False)
+            elif top and kn == 6 and memcmp(k, b"stream", 6) == 0:
+                if p[0] != b'"':
+                    return NULL
+                q = fast_str(p)
+                if q == NULL:
+                    return NULL
+                _bn.stream_kind = stream_kind(p + 1, <size_t>(q - p - 2))
+                p = q
+            elif top and ((kn == 6 and memcmp(k, b"result", 6) == 0)
+                          or (kn == 2 and memcmp(k, b"id", 2) == 0)):
+                return NULL
+            else:
+                p = self._bn_fast_field(k, kn, p)
+            if p == NULL:
+                return NULL
+            if p[0] == b',' and p[1] == b'"':
+                p += 1
+            elif p[0] == b'}':
+                return p + 1
+            else:
+                return NULL
+
+    cdef const char *_bn_fast_field(self, const char *k, size_t kn, const char *p) noexcept:
+        """Value of key ``k`` at ``p``; the end of the value, or NULL."""
+        cdef Event *ev = &self.ev
+        cdef Trade *t = self.trade_buf
+        cdef const char *q
+        cdef int64_t x = 0
+        cdef char c = p[0]
+        cdef char kc = k[0]
+        cdef int r
+        # the value's extent and type
+        if c == b'"':
+            q = fast_str(p)
+        elif c == b'-' or (c >= b'0' and c <= b'9'):
+            q = fast_int(p, &x)
+        elif c == b't' and memcmp(p, b"true", 4) == 0:
+            q = p + 4
+        elif c == b'f' and memcmp(p, b"false", 5) == 0:
+            q = p + 5
+        elif c == b'n' and memcmp(p, b"null", 4) == 0:
+            q = p + 4
+        elif c == b'[' and kn == 1 and (kc == b'b' or kc == b'a'):
+            q = self._scan_levels(p, kc == b'b')
+            if q != NULL:
+                _bn.has_levels = True
+                if kc == b'b':
+                    _bn.has_b = True
+                else:
+                    _bn.has_a = True
+            return q
+        else:
+            return NULL
+        if q == NULL:
+            return NULL
+        if kn == 1:
+            if kc == b'b' or kc == b'a':
+                if c == b'"':
+                    if kc == b'b':
+                        r = parse_num(p, q, &self.bid_buf[0].px, &self.bid_buf[0].pdec)
+                        self.bid_buf[0].flag = LV_SET
+                        _bn.bbo_b = True
+                    else:
+                        r = parse_num(p, q, &self.ask_buf[0].px, &self.ask_buf[0].pdec)
+                        self.ask_buf[0].flag = LV_SET
+                        _bn.bbo_a = True
+                    return q if r == NUM_OK else NULL
+                if kc == b'a' and c != b't' and c != b'f' and c != b'n':
+                    if x < 0:
+                        return NULL
+                    t.id = x
+                    _bn.has_trade_id = True
+                    return q
+                return NULL
+            if kc == b'B' or kc == b'A':
+                if c != b'"':
+                    return NULL
+                if kc == b'B':
+                    r = parse_num(p, q, &self.bid_buf[0].qty, &self.bid_buf[0].qdec)
+                    _bn.bbo_bq = True
+                else:
+                    r = parse_num(p, q, &self.ask_buf[0].qty, &self.ask_buf[0].qdec)
+                    _bn.bbo_aq = True
+                return q if r == NUM_OK else NULL
+            if kc == b'e':
+                if c != b'"':
+                    return NULL
+                _bn.e_kind = event_kind(p + 1, <size_t>(q - p - 2))
+                return q
+            if kc == b's':
+                if c != b'"' or q - p <= 2:
+                    return NULL
+                ev.sym = p + 1
+                ev.sym_len = <int>(q - p - 2)
+                return q
+            if kc == b'E' or kc == b'T' or kc == b'U' or kc == b'u' or kc == b't':
+                if not (c == b'-' or (c >= b'0' and c <= b'9')):
+                    return NULL
+                if kc == b'E':
+                    ev.exch_ts = x
+                elif kc == b'T':
+                    _bn.trade_time = x
+                elif kc == b'U':
+                    ev.first_seq = x
+                elif kc == b'u':
+                    ev.seq = x
+                    ev.has_seq = True
+                else:
+                    t.id = x
+                    _bn.has_trade_id = True
+                return q
+            if kc == b'p' or kc == b'q':
+                if c != b'"':
+                    return NULL
+                if kc == b'p':
+                    r = parse_num(p, q, &t.px, &t.pdec)
+                    _bn.has_p = True
+                else:
+                    r = parse_num(p, q, &t.qty, &t.qdec)
+                    _bn.has_q = True
+                if r != NUM_OK:
+                    return NULL
+                return q
+            if kc == b'm':
+                if c == b't':
+                    t.side = -1
+                elif c == b'f':
+                    t.side = 1
+                else:
+                    return NULL
+            return q
+        if kn == 2 and k[0] == b'p' and k[1] == b'u':
+            if not (c == b'-' or (c >= b'0' and c <= b'9')):
+                return NULL
+            ev.prev_seq = x
+            ev.has_prev = True
+            return q
+        if (kn == 12 and memcmp(k, b"lastUpdateId", 12) == 0) or (kn == 4 and (
+                memcmp(k, b"bids", 4) == 0 or memcmp(k, b"asks", 4) == 0)):
+            return NULL
+        return q
 
     cdef int _binance_field(self, const char *k, size_t kn, Value &v) noexcept:
         cdef Event *ev = &self.ev
@@ -545,16 +808,7 @@ cdef class Decoder:
                 if val_raw(v, &p, &n) != 0:
                     return self._fail(DE_SHAPE, 0, b"e")
                 p = strip_quotes(p, &n)
-                if keq(p, n, b"depthUpdate", 11):
-                    _bn.e_kind = BK_DEPTH
-                elif keq(p, n, b"bookTicker", 10):
-                    _bn.e_kind = BK_BBO
-                elif keq(p, n, b"trade", 5):
-                    _bn.e_kind = BK_TRADE
-                elif keq(p, n, b"aggTrade", 8):
-                    _bn.e_kind = BK_AGG
-                else:
-                    _bn.e_kind = BK_OTHER
+                _bn.e_kind = event_kind(p, n)
                 return 0
             if k[0] == b's':
                 if val_raw(v, &p, &n) != 0:
@@ -587,11 +841,12 @@ cdef class Decoder:
                     return self._fail(DE_SHAPE, 0, b"p/q")
                 if k[0] == b'p':
                     r = parse_num(p, p + n, &t.px, &t.pdec)
+                    _bn.has_p = True
                 else:
                     r = parse_num(p, p + n, &t.qty, &t.qdec)
+                    _bn.has_q = True
                 if r != NUM_OK:
                     return self._fail(DE_NUMBER, r, b"trade price/size")
-                ev.ntrades = 1
                 return 0
             if k[0] == b'm':
                 r = val_bool(v, &b)
@@ -1094,3 +1349,28 @@ cdef class Decoder:
                         ev.trades[i].ts) for i in range(ev.ntrades)],
         }
         return out
+
+
+def _scan_number(data: bytes):
+    """Test hook: the level scanner's number reader on ``data`` (padded here);
+    ``(mantissa, decimals, bytes consumed)`` or None when it declines."""
+    cdef bytes buf = data + b"\0" * 16
+    cdef const char *p = buf
+    cdef int64_t m = 0
+    cdef int8_t d = 0
+    cdef const char *q = fast_num(p, &m, &d)
+    if q == NULL:
+        return None
+    return (m, d, <Py_ssize_t>(q - p))
+
+
+def _parse_number(data: bytes):
+    """Test hook: the exact parser on the whole of ``data``; ``(mantissa,
+    decimals)`` or the NumErr code."""
+    cdef const char *p = data
+    cdef int64_t m = 0
+    cdef int8_t d = 0
+    cdef int r = parse_num(p, p + len(data), &m, &d)
+    if r != NUM_OK:
+        return r
+    return (m, d)

@@ -1,0 +1,162 @@
+"""The compact-layout scanner and the simdjson walk must decode identically.
+
+Binance frames first go through a validating single-pass scanner
+(``Decoder.fast``); anything it does not accept goes to simdjson On-Demand.
+These tests decode every kind of real message, seeded mutations of them and
+hand-made edge cases twice, once with the scanner and once without, and
+require the same result code, the same event and the same error text.  They
+also check that the scanner really takes the real messages (otherwise the
+comparison would be vacuous).
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import pytest
+from capture import frames, need
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from test_fuzz import mutate
+
+from xcol._fast.decode import Decoder, _parse_number, _scan_number
+
+
+def both(frame: bytes) -> tuple[tuple[int, Any, str | None], tuple[int, Any, str | None], bool]:
+    """Decode ``frame`` with and without the scanner; also whether the scanner took it."""
+    fast, slow = Decoder("binance"), Decoder("binance")
+    slow.fast = False
+    rf = fast.decode_frame(frame)
+    rs = slow.decode_frame(frame)
+    out_f = (rf, fast.event() if rf >= 0 else None, fast.error())
+    out_s = (rs, slow.event() if rs >= 0 else None, slow.error())
+    return out_f, out_s, fast.fast_frames == 1
+
+
+def check(frame: bytes) -> bool:
+    f, s, took = both(frame)
+    assert f == s, f"scanner and simdjson disagree on {frame[:200]!r}"
+    return took
+
+
+@pytest.mark.corpus
+@pytest.mark.parametrize("name", ["usdm", "spot", "coinm", "cf-usdm", "cf-spot"])
+def test_real_messages_decode_identically(name: str) -> None:
+    cap = need(name)
+    bodies = [f.body for f in frames(cap.path)]
+    # every depth event and a stride of everything else (bookTicker, trades, snapshots)
+    picked = [b for i, b in enumerate(bodies) if b"depthUpdate" in b[:120] or i % 7 == 0]
+    market_data = (b"@depth", b"@bookTicker", b"@trade", b"@aggTrade")
+    missed = []
+    for body in picked:
+        took = check(body)
+        if not took and any(m in body[:60] for m in market_data):
+            missed.append(body[:120])
+    assert sum(b"depthUpdate" in b[:120] for b in picked) > 0, "no depth events found"
+    # the scanner must carry the real market data, not leave it to the fallback
+    assert not missed, f"{len(missed)} market-data frames fell back, e.g. {missed[:3]}"
+
+
+@pytest.mark.corpus
+@pytest.mark.parametrize("name", ["usdm", "spot", "coinm"])
+def test_mutated_messages_decode_identically(name: str) -> None:
+    cap = need(name)
+    bodies = [f.body for f in frames(cap.path)]
+    rnd = random.Random(8080)
+    sample = rnd.sample(bodies, 400)
+    for body in sample:
+        for _ in range(4):
+            _, mutated = mutate(rnd, body)
+            check(mutated)
+
+
+DEPTH = (
+    b'{"stream":"btcusdt@depth@0ms","data":{"e":"depthUpdate","E":1723161256299,'
+    b'"T":1723161256298,"s":"BTCUSDT","U":5123107832006,"u":5123107837557,'
+    b'"pu":5123107831937,"b":[["58710.20","0.014"],["61496.50","0.000"]],'
+    b'"a":[["61800.30","1.5"]]}}'
+)
+
+EDGE_CASES = [
+    DEPTH,
+    DEPTH + b" ",  # trailing blank: valid JSON, left to simdjson
+    DEPTH + b"x",
+    DEPTH[:-1],
+    DEPTH.replace(b'"U":5123107832006', b'"U":05123107832006'),  # leading zero
+    DEPTH.replace(b'"U":5123107832006', b'"U":5123107832006.0'),
+    DEPTH.replace(b'"U":5123107832006', b'"U":5e12'),
+    DEPTH.replace(b'"U":5123107832006', b'"U":-5123107832006'),
+    DEPTH.replace(b'"U":5123107832006', b'"U":9223372036854775807'),
+    DEPTH.replace(b'"U":5123107832006', b'"U":"5123107832006"'),
+    DEPTH.replace(b'"s":"BTCUSDT"', b'"s":"BTC\\u0055SDT"'),  # escape: simdjson path
+    DEPTH.replace(b'"s":"BTCUSDT"', b'"s":""'),
+    DEPTH.replace(b'"s":"BTCUSDT"', b'"s":"BTC\xc3\xa9"'),  # non-ASCII
+    DEPTH.replace(b'"s":"BTCUSDT"', b'"s":null'),
+    DEPTH.replace(b'"pu":5123107831937,', b""),
+    DEPTH.replace(b'"pu":5123107831937,', b'"pu":5123107831937,"pu":7,'),
+    DEPTH.replace(b'"e":"depthUpdate",', b'"e":"depthUpdate","x":{"y":1},'),
+    DEPTH.replace(b'"e":"depthUpdate",', b'"e":"depthUpdate","x":[1,2],'),
+    DEPTH.replace(b'"e":"depthUpdate",', b'"e":"depthUpdate","x":true,"y":null,"z":false,'),
+    DEPTH.replace(b'"b":[["58710.20","0.014"],["61496.50","0.000"]]', b'"b":[]'),
+    DEPTH.replace(b'"b":[["58710.20","0.014"],', b'"b":[[58710.20,"0.014"],'),
+    DEPTH.replace(b'["58710.20","0.014"]', b'["58710.20","0.014","9"]'),
+    DEPTH.replace(b'["58710.20","0.014"]', b'["5.8e4","0.014"]'),
+    DEPTH.replace(b'["58710.20","0.014"]', b'["-1","0.014"]'),
+    DEPTH.replace(b'["58710.20","0.014"]', b'["1234567890123456789","0.014"]'),
+    DEPTH.replace(b',"a":[["61800.30","1.5"]]', b""),
+    DEPTH.replace(b'"data":{', b'"data": {'),
+    DEPTH.replace(b'{"stream":"btcusdt@depth@0ms","data":', b"")[:-1],  # bare event
+    b'{"stream":"btcusdt@bookTicker","data":{"e":"bookTicker","u":5123107839020,'
+    b'"s":"BTCUSDT","b":"61800.20","B":"2.507","a":"61800.30","A":"2.510",'
+    b'"T":1723161256313,"E":1723161256313}}',
+    b'{"stream":"btcusdt@bookTicker","data":{"u":1,"s":"BTCUSDT","b":"1","B":"2","a":"3"}}',
+    b'{"stream":"btcusdt@bookTicker","data":{"u":1,"s":"BTCUSDT","b":1,"B":"2","a":"3","A":4}}',
+    b'{"stream":"btcusdt@trade","data":{"e":"trade","E":1723161256322,"T":1723161256322,'
+    b'"s":"BTCUSDT","t":5266583935,"p":"61800.30","q":"0.006","X":"MARKET","m":false}}',
+    b'{"stream":"btcusdt@trade","data":{"e":"trade","s":"BTCUSDT","t":5,"p":"1","q":"2",'
+    b'"m":null}}',
+    b'{"stream":"btcusdt@aggTrade","data":{"e":"aggTrade","E":1,"s":"BTCUSDT","a":26129,'
+    b'"p":"0.01633102","q":"4.70443515","f":27781,"l":27781,"T":1498793709153,"m":true}}',
+    b'{"stream":"btcusdt@aggTrade","data":{"e":"aggTrade","s":"BTCUSDT","a":-3,"p":"1",'
+    b'"q":"2"}}',
+    b'{"stream":"btcusdt@kline_1m","data":{"e":"kline","E":1,"s":"BTCUSDT"}}',
+    b'{"result":null,"id":1}',
+    b'{"lastUpdateId":1,"bids":[["1.0","2"]],"asks":[]}',
+    b"{}",
+    b"[]",
+    b"",
+    b'{"e":"serverShutdown","E":1723161256322}',
+]
+
+
+@pytest.mark.parametrize("frame", EDGE_CASES, ids=range(len(EDGE_CASES)))
+def test_edge_cases_decode_identically(frame: bytes) -> None:
+    check(frame)
+
+
+def test_scanner_takes_the_compact_layout() -> None:
+    assert check(DEPTH)
+    assert not check(DEPTH + b" ")
+    assert not check(DEPTH.replace(b'"s":"BTCUSDT"', b'"s":"BTC\\u0055SDT"'))
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.text(alphabet="0123456789.", min_size=1, max_size=24))
+def test_level_number_reader_agrees_with_the_exact_parser(text: str) -> None:
+    raw = text.encode()
+    got = _scan_number(raw + b'"')
+    if got is None:
+        return  # declined: the exact slow path decides
+    mant, dec, used = got
+    if used == len(raw):
+        assert _parse_number(b'"' + raw + b'"') == (mant, dec)
+
+
+def test_level_number_reader_takes_real_shapes() -> None:
+    for text, want in [(b"61496.50", (6149650, 2)), (b"0.014", (14, 3)),
+                       (b"61737.63000000", (6173763000000, 8)), (b"1001", (1001, 0))]:
+        assert _scan_number(text + b'"') == (*want, len(text))
+        assert _parse_number(b'"' + text + b'"') == want
+    assert _scan_number(b'1234567890.123456789"') is None  # 19 digits
+    assert _scan_number(b'1."') is None
