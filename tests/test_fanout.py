@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable, Coroutine
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -12,6 +14,17 @@ from xcol.fanout import FanOut, QueueSpec, SinkStats
 from xcol.net.backoff import Backoff
 from xcol.sinks.base import Sink
 from xcol.sinks.jsonl import JsonlSink
+
+Runner = Callable[[Coroutine[Any, Any, None]], None]
+
+
+@pytest.fixture(params=["asyncio", "uvloop"])
+def run(request: pytest.FixtureRequest) -> Runner:
+    """Run a coroutine on the default loop and on uvloop."""
+    if request.param == "uvloop":
+        uvloop = pytest.importorskip("uvloop")
+        return uvloop.run  # type: ignore[no-any-return]
+    return asyncio.run
 
 
 def rec(i: int) -> bytes:
@@ -82,7 +95,7 @@ async def until(cond: object, timeout: float = 5.0) -> None:
         await asyncio.sleep(0.001)
 
 
-def test_blocking_stalled_sink_pauses_then_resumes_without_drops() -> None:
+def test_blocking_stalled_sink_pauses_then_resumes_without_drops(run: Runner) -> None:
     async def main() -> None:
         gate = asyncio.Event()
         sink = MemorySink(gate=gate)
@@ -115,10 +128,10 @@ def test_blocking_stalled_sink_pauses_then_resumes_without_drops() -> None:
         assert b"".join(sink.data) == batch(0, 40)  # every record, in order
         assert sink.closes == 1
 
-    asyncio.run(main())
+    run(main())
 
 
-def test_lossy_drops_and_counts_and_never_pauses() -> None:
+def test_lossy_drops_and_counts_and_never_pauses(run: Runner) -> None:
     async def main() -> None:
         gate = asyncio.Event()
         sink = MemorySink(gate=gate)
@@ -140,10 +153,10 @@ def test_lossy_drops_and_counts_and_never_pauses() -> None:
         st = fo.stats()["mem"]
         assert st.published == 10 == sink.records and reconciles(st)
 
-    asyncio.run(main())
+    run(main())
 
 
-def test_failing_sink_is_retried_then_recovers() -> None:
+def test_failing_sink_is_retried_then_recovers(run: Runner) -> None:
     async def main() -> None:
         sink = MemorySink(fail_writes=3)
         fo = FanOut(backoff=fast_backoff)
@@ -159,10 +172,10 @@ def test_failing_sink_is_retried_then_recovers() -> None:
         assert b"".join(sink.data) == batch(0, 50)
         assert (await fo.drain_and_close(5.0)).complete
 
-    asyncio.run(main())
+    run(main())
 
 
-def test_lossy_sink_down_absorbs_then_drops_as_sink_down() -> None:
+def test_lossy_sink_down_absorbs_then_drops_as_sink_down(run: Runner) -> None:
     async def main() -> None:
         sink = MemorySink(fail_writes=10**9)
         fo = FanOut(backoff=fast_backoff)
@@ -179,10 +192,10 @@ def test_lossy_sink_down_absorbs_then_drops_as_sink_down() -> None:
         assert sink.records == 6 and reconciles(fo.stats()["mem"])
         await fo.drain_and_close(5.0)
 
-    asyncio.run(main())
+    run(main())
 
 
-def test_drain_and_close_writes_everything_to_jsonl(tmp_path: Path) -> None:
+def test_drain_and_close_writes_everything_to_jsonl(tmp_path: Path, run: Runner) -> None:
     path = tmp_path / "out" / "xcol.jsonl"
 
     async def main() -> None:
@@ -199,13 +212,13 @@ def test_drain_and_close_writes_everything_to_jsonl(tmp_path: Path) -> None:
         fo.offer(batch(0, 3), 3)  # after close: refused and counted
         assert all(s.dropped == {"closed": 3} and reconciles(s) for s in fo.stats().values())
 
-    asyncio.run(main())
+    run(main())
     lines = path.read_bytes().splitlines()
     assert len(lines) == 10_000
     assert lines[0] == b'{"i":0}' and lines[-1] == b'{"i":9999}'
 
 
-def test_drain_deadline_reports_what_was_left() -> None:
+def test_drain_deadline_reports_what_was_left(run: Runner) -> None:
     async def main() -> None:
         sink = MemorySink(gate=asyncio.Event())  # never opens
         fo = FanOut()
@@ -217,10 +230,10 @@ def test_drain_deadline_reports_what_was_left() -> None:
         st = fo.stats()["mem"]
         assert st.dropped == {"shutdown": 7} and st.queued == 0 and reconciles(st)
 
-    asyncio.run(main())
+    run(main())
 
 
-def test_pause_held_until_every_blocking_sink_drains() -> None:
+def test_pause_held_until_every_blocking_sink_drains(run: Runner) -> None:
     async def main() -> None:
         g1, g2 = asyncio.Event(), asyncio.Event()
         events: list[str] = []
@@ -240,7 +253,7 @@ def test_pause_held_until_every_blocking_sink_drains() -> None:
         assert events == ["pause", "resume"]
         assert (await fo.drain_and_close(5.0)).complete
 
-    asyncio.run(main())
+    run(main())
 
 
 def test_queue_spec_validation() -> None:
