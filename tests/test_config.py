@@ -248,3 +248,30 @@ def test_build_sinks_from_config(tmp_path: Path) -> None:
 def test_pinning_a_missing_cpu_names_the_key() -> None:
     with pytest.raises(ConfigError, match=r"^runtime\.cpu_affinity: CPU 4096 is not available"):
         pin_cpus([4096])
+
+
+def test_every_key_is_documented() -> None:
+    import typing
+
+    from xcol.config import (
+        BackoffConfig,
+        FeedConfig,
+        GcConfig,
+        JsonlSinkConfig,
+        ResyncConfig,
+        RotationConfig,
+        RuntimeConfig,
+        StdoutSinkConfig,
+    )
+
+    doc = (ROOT / "docs" / "configuration.md").read_text()
+    for cls, prefix in [(RuntimeConfig, "runtime."), (GcConfig, "runtime.gc."),
+                        (BackoffConfig, "runtime.backoff."),
+                        (RotationConfig, "runtime.rotation."),
+                        (ResyncConfig, "runtime.resync."), (FeedConfig, "feeds.N."),
+                        (StdoutSinkConfig, "sinks.stdout."), (JsonlSinkConfig, "sinks.jsonl.")]:
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            if dataclasses.is_dataclass(hints[f.name]) and hints[f.name] is not HostPort:
+                continue
+            assert f"`{prefix}{f.name}`" in doc, f"{prefix}{f.name} missing from the docs"

@@ -287,7 +287,7 @@ class _SinkCommon:
     queue_capacity: int = field(default=200_000, metadata=_meta(
         "queue capacity, in records", _positive))
     low_watermark: int | None = field(default=None, metadata=_meta(
-        "resume reading below this many records (default: capacity / 2)", _non_negative))
+        "resume reading at or below this many records (default: capacity / 2)", _non_negative))
     warn_ratio: float = field(default=0.8, metadata=_meta(
         "log a warning when the queue passes this fraction", _ratio))
     flush_interval_s: float = field(default=1.0, metadata=_meta(
