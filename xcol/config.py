@@ -571,7 +571,7 @@ class _Builder:
         fields = {f.name: f for f in dataclasses.fields(cls)}
         for key in raw:
             if key not in fields:
-                src = raw[key].source if isinstance(raw[key], _Text) else None
+                src = _source_of(raw[key])
                 where = _fmt((*path, key))
                 if cls is SinksConfig and key in _PLANNED_SINKS:
                     raise ConfigError(where, f"sink {key!r} is not available in this build "
@@ -603,12 +603,14 @@ class _Builder:
 
 
 def _source_of(rv: Any) -> str | None:
+    """The override a value (or anything inside it) came from, if any."""
     if isinstance(rv, _Text):
         return rv.source
-    if isinstance(rv, list):
-        for x in rv:
-            if isinstance(x, _Text):
-                return x.source
+    items = rv.values() if isinstance(rv, dict) else rv if isinstance(rv, list) else ()
+    for x in items:
+        src = _source_of(x)
+        if src is not None:
+            return src
     return None
 
 
