@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from xcol import __version__
+from xcol.config import add_check_config_command
 
 if TYPE_CHECKING:
     from xcol.replay import ReplayReport
@@ -59,6 +60,7 @@ def _build_parser() -> argparse.ArgumentParser:
     dp.add_argument("--corpus", metavar="DIR", default=None,
                     help="captures folder (default: $XCOL_CORPUS or ../shared/corpus)")
     dp.set_defaults(func=_cmd_demo)
+    add_check_config_command(sub)
     return parser
 
 

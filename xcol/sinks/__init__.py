@@ -1,0 +1,36 @@
+"""Sinks: where serialized records go (see docs/sinks.md)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from xcol.sinks.base import Sink, ThreadedSink
+from xcol.sinks.jsonl import JsonlSink
+from xcol.sinks.stdout import StdoutSink
+
+if TYPE_CHECKING:
+    from xcol.config import SinksConfig
+    from xcol.fanout import QueueSpec
+
+__all__ = ["JsonlSink", "Sink", "StdoutSink", "ThreadedSink", "build_sinks"]
+
+
+def build_sinks(cfg: SinksConfig) -> list[tuple[Sink, QueueSpec]]:
+    """The enabled sinks of ``[sinks]`` with their queue specs, ready for
+    :meth:`xcol.fanout.FanOut.add_sink`."""
+    from xcol.config import JsonlSinkConfig
+    from xcol.fanout import QueueSpec
+
+    out: list[tuple[Sink, QueueSpec]] = []
+    for name, sc in cfg.enabled():
+        spec = QueueSpec(policy=sc.policy, capacity=sc.queue_capacity,
+                         low_watermark=sc.resolved_low_watermark, warn_ratio=sc.warn_ratio,
+                         flush_interval_s=sc.flush_interval_s)
+        sink: Sink
+        if isinstance(sc, JsonlSinkConfig):
+            sink = JsonlSink(sc.path, max_bytes=sc.max_bytes, max_age_s=sc.max_age_s,
+                             keep=sc.keep, naming=sc.naming, fsync=sc.fsync, name=name)
+        else:
+            sink = StdoutSink(name=name)
+        out.append((sink, spec))
+    return out

@@ -1,0 +1,81 @@
+"""The sink interface the fan-out drives.
+
+A sink receives *batches*: newline-delimited JSON records, already serialized once by the
+hot path, many records per batch.  Records are opaque bytes to sinks that store lines
+(JSONL, stdout); sinks that need fields parse what they need.
+
+Each sink is driven by one consumer task of :class:`xcol.fanout.FanOut`, so its methods are
+never called concurrently.  A method that raises marks the sink down: the fan-out closes it,
+waits with backoff, opens it again and retries the same batch (at-least-once: a batch that
+failed half-written may be written twice).
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import concurrent.futures
+from collections.abc import Callable
+from typing import TypeVar
+
+__all__ = ["Sink", "ThreadedSink"]
+
+T = TypeVar("T")
+
+
+class Sink(abc.ABC):
+    """A destination for serialized records.
+
+    :param name: label used in metrics and logs (unique per fan-out).
+    """
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    @property
+    @abc.abstractmethod
+    def healthy(self) -> bool:
+        """Whether the sink is open and its last operation succeeded."""
+
+    @abc.abstractmethod
+    async def open(self) -> None:
+        """Connect / open files.  Called before the first write and after a failure."""
+
+    @abc.abstractmethod
+    async def write(self, batch: bytes, n_records: int) -> None:
+        """Accept ``n_records`` newline-terminated records; raise if they were not taken."""
+
+    @abc.abstractmethod
+    async def flush(self) -> None:
+        """Make everything written so far durable (fsync, producer flush...)."""
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Flush and release resources; must tolerate being called when not open."""
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name!r}>"
+
+
+class ThreadedSink(Sink):
+    """A sink whose blocking I/O runs on its own single worker thread.
+
+    File and pipe writes can block (page-cache throttling, a full pipe, fsync) and must not
+    stall the event loop that reads the sockets; one thread per sink keeps the sink's
+    operations in order.
+    """
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+
+    async def _call(self, fn: Callable[[], T]) -> T:
+        if self._executor is None:
+            self._executor = concurrent.futures.ThreadPoolExecutor(
+                max_workers=1, thread_name_prefix=f"xcol-sink-{self.name}")
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn)
+
+    def _shutdown_executor(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=False)
+            self._executor = None
