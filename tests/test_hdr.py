@@ -249,3 +249,24 @@ def test_cimport_record_without_gil(tmp_path: Path) -> None:
     assert h.total_count == 103
     assert h.count_at(7) == 4
     assert h.max() == 99
+
+
+def test_record_n_ignores_non_positive_counts() -> None:
+    h = HdrHistogram(1, 1_000, 2)
+    h.record_n(10, 0)
+    h.record_n(10, -5)
+    assert h.total_count == 0
+    assert h.count_at(10) == 0
+
+
+def test_pickle_round_trip() -> None:
+    import pickle
+
+    h = HdrHistogram(1, 10_000, 3)
+    for v in (0, 3, 999, 5_000, 50_000, -1):
+        h.record(v)
+    back = pickle.loads(pickle.dumps(h))
+    assert back.encode() == h.encode()
+    assert (back.total_count, back.saturated, back.negative) == (6, 1, 1)
+    assert (back.min(), back.max()) == (h.min(), h.max())
+    assert back.percentiles(PCTS) == h.percentiles(PCTS)

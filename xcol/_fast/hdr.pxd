@@ -13,6 +13,9 @@
 #
 # Bucket layout and the wire encoding follow the HdrHistogram V2 format, so
 # ``encode()`` is read by the ``hdrhistogram`` package (and Java/C HdrHistogram).
+#
+# One writer at a time: recording is plain loads and stores, not atomics, so a
+# histogram belongs to one thread (merge per-thread histograms to report).
 
 cimport cython
 from libc.stdint cimport int64_t, int32_t, uint64_t
@@ -53,8 +56,10 @@ cdef class HdrHistogram:
 
         Values above ``highest_trackable_value`` are recorded as that value and
         counted in ``saturated``; negative values are recorded as 0 and counted
-        in ``negative``.
+        in ``negative``.  ``n < 1`` records nothing.
         """
+        if n < 1:
+            return
         if v > self.highest_trackable_value:
             v = self.highest_trackable_value
             self.saturated += n

@@ -110,6 +110,14 @@ def _layout(lowest: int, highest: int, figures: int):
     return unit_mag, half_mag, buckets
 
 
+def _restore(bytes blob, int64_t saturated, int64_t negative):
+    """Unpickle: the histogram from its encoding plus the clamp counters."""
+    cdef HdrHistogram h = HdrHistogram.decode(blob)
+    h.saturated = saturated
+    h.negative = negative
+    return h
+
+
 @cython.final
 cdef class HdrHistogram:
     """Counts of integer values between ``lowest_trackable_value`` and
@@ -145,6 +153,11 @@ cdef class HdrHistogram:
     def __dealloc__(self):
         free(self._counts)
         self._counts = NULL
+
+    def __reduce__(self):
+        # The encoding holds every count; min/max come back at bucket precision,
+        # which is all min() and max() report anyway.
+        return (_restore, (self.encode(), self.saturated, self.negative))
 
     def __repr__(self) -> str:
         return (f"HdrHistogram({self.lowest_trackable_value}, {self.highest_trackable_value}, "
