@@ -105,6 +105,7 @@ extensions = [
     ext("book"),
     ext("decode", [os.path.join(SJ, "simdjson.cpp")]),
     ext("engine"),
+    ext("hdr"),
 ]
 
 setup(

@@ -1,5 +1,8 @@
 """The ``xcol`` command line.
 
+``xcol report [--url URL]`` prints a running collector's ``/stats`` (see
+:mod:`xcol.obs.report`).
+
 ``xcol replay FILE... [--json] [--strict]`` replays captures through the engine and checks
 the books against the exchanges' own oracles.  Exit status: 0 success; 1 with ``--strict``
 when an oracle mismatched, a sequence gap occurred or a book ended unsynced; 2 on bad input
@@ -61,6 +64,15 @@ def _build_parser() -> argparse.ArgumentParser:
                     help="captures folder (default: $XCOL_CORPUS or ../shared/corpus)")
     dp.set_defaults(func=_cmd_demo)
     add_check_config_command(sub)
+    from xcol.obs import report
+
+    rep = sub.add_parser(
+        "report", help="print a running collector's /stats as tables",
+        description="Fetch /stats from a running collector and print connections, streams, "
+                    "latency percentiles and sinks.",
+    )
+    report.add_arguments(rep)
+    rep.set_defaults(func=report.run)
     return parser
 
 

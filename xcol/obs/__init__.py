@@ -1,0 +1,2 @@
+"""Observability: the ``/stats`` schema, Prometheus text, the HTTP endpoints and the
+``xcol report`` command."""
