@@ -25,6 +25,7 @@ cdef enum ApplyResult:
     AR_UNSYNCED = 5            # dropped: the book waits for a (re)snapshot
     AR_BAD_NUMBER = 6          # a price/size does not fit the instrument scale
     AR_SNAPSHOT = 7            # a snapshot was loaded
+    AR_HELD = 8                # ahead of the book: held for the reorder window
 
 # One side of the book is a sorted sequence of fixed-size blocks (an unrolled
 # B-tree of height 2).  ``k`` is the sort key: the price for bids, minus the
@@ -58,6 +59,8 @@ ctypedef struct Pending:
     int nbids
     int nasks
     int off                   # index of the first level in the level pool
+    int64_t rx                # receive time (monotonic ns) of the first copy
+    int line                  # the line that delivered it
 
 cdef class Book:
     cdef readonly str symbol
@@ -73,6 +76,18 @@ cdef class Book:
     cdef int64_t exch_ts
     cdef bint has_seq
     cdef public bint resync_requested
+    # arbitration: how long a skip-ahead event waits for another line to fill
+    # the hole (0: a hole is a gap at once), and when each applied update
+    # first arrived (for the lag of later copies)
+    cdef public int64_t reorder_ns
+    cdef int64_t now                 # receive time of the event being applied
+    cdef int now_line                # the line it came on
+    cdef int64_t ring_seq[256]
+    cdef int64_t ring_rx[256]
+    cdef unsigned int ring_pos
+    cdef readonly int64_t held
+    cdef readonly int64_t held_filled
+    cdef readonly int64_t held_expired
     # counters
     cdef readonly int64_t updates
     cdef readonly int64_t snapshots
@@ -97,6 +112,12 @@ cdef class Book:
     cdef int trace_cap
 
     cdef int apply(self, Event *ev) noexcept
+    cdef int drain_next(self, Event *out) noexcept
+    cdef int export_levels(self, bint bids, Level *out, int cap) noexcept
+    cdef int depth(self, bint bids) noexcept
+    cdef int expire(self, int64_t now) noexcept
+    cdef int64_t winner_rx(self, int64_t seq) noexcept
+    cdef void _ring(self, int64_t seq, int64_t rx) noexcept
     cdef int apply_rest_snapshot(self, Event *ev) noexcept
     cdef int _binance(self, int64_t first, int64_t seq, int64_t prev,
                       Level *bids, int nb, Level *asks, int na) noexcept

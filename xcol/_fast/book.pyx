@@ -475,22 +475,43 @@ cdef class Book:
         self.resync_requested = True
 
     cdef int _buffer(self, Event *ev) noexcept:
-        """Hold a Binance depth event until the snapshot (drops the oldest)."""
+        """Hold a depth event (before the snapshot, or ahead of the book) in
+        sequence order; 1 if that update is already held, 0 if stored, -1 on
+        no memory.  When full, the oldest half is dropped."""
         cdef int need = ev.nbids + ev.nasks
-        cdef int cap, i, shift, lvshift
+        cdef int cap, i, j, shift, total
         cdef Pending *pp
         cdef Level *lp
+        cdef Level *tmp
+        # position: after every held event with a lower sequence
+        i = self.npend
+        while i > 0 and self.pend[i - 1].seq >= ev.seq:
+            if self.pend[i - 1].seq == ev.seq:
+                return 1
+            i -= 1
         if self.npend >= self.max_pending and self.npend > 0:
             # Drop the oldest half: a snapshot newer than them is needed anyway.
             shift = self.npend // 2 if self.npend > 1 else 1
-            lvshift = self.pend[shift].off if shift < self.npend else self.npool
             memmove(self.pend, self.pend + shift, <size_t>(self.npend - shift) * sizeof(Pending))
             self.npend -= shift
-            for i in range(self.npend):
-                self.pend[i].off -= lvshift
-            memmove(self.pool, self.pool + lvshift, <size_t>(self.npool - lvshift) * sizeof(Level))
-            self.npool -= lvshift
             self.pending_dropped += shift
+            i = i - shift if i > shift else 0
+            total = 0
+            for j in range(self.npend):
+                total += self.pend[j].nbids + self.pend[j].nasks
+            tmp = <Level *>malloc(<size_t>(total if total else 1) * sizeof(Level))
+            if tmp == NULL:
+                return -1
+            total = 0
+            for j in range(self.npend):
+                pp = &self.pend[j]
+                memcpy(tmp + total, self.pool + pp.off,
+                       <size_t>(pp.nbids + pp.nasks) * sizeof(Level))
+                pp.off = total
+                total += pp.nbids + pp.nasks
+            memcpy(self.pool, tmp, <size_t>total * sizeof(Level))
+            free(tmp)
+            self.npool = total
         if self.npend == self.pend_cap:
             cap = self.pend_cap * 2 if self.pend_cap else 64
             pp = <Pending *>realloc(self.pend, <size_t>cap * sizeof(Pending))
@@ -507,7 +528,9 @@ cdef class Book:
                 return -1
             self.pool = lp
             self.pool_cap = cap
-        pp = &self.pend[self.npend]
+        if i < self.npend:
+            memmove(self.pend + i + 1, self.pend + i, <size_t>(self.npend - i) * sizeof(Pending))
+        pp = &self.pend[i]
         pp.first_seq = ev.first_seq
         pp.seq = ev.seq
         pp.prev_seq = ev.prev_seq if ev.has_prev else -1
@@ -515,6 +538,8 @@ cdef class Book:
         pp.nbids = ev.nbids
         pp.nasks = ev.nasks
         pp.off = self.npool
+        pp.rx = self.now
+        pp.line = self.now_line
         if ev.nbids:
             memcpy(self.pool + self.npool, ev.bids, <size_t>ev.nbids * sizeof(Level))
         if ev.nasks:
@@ -522,6 +547,94 @@ cdef class Book:
         self.npool += need
         self.npend += 1
         return 0
+
+    cdef void _ring(self, int64_t seq, int64_t rx) noexcept:
+        cdef unsigned int i = self.ring_pos & 255
+        self.ring_seq[i] = seq
+        self.ring_rx[i] = rx
+        self.ring_pos += 1
+
+    cdef int64_t winner_rx(self, int64_t seq) noexcept:
+        """When the first copy of update ``seq`` arrived (-1 if too old)."""
+        cdef unsigned int i, n = self.ring_pos if self.ring_pos < 256 else 256
+        cdef unsigned int at
+        for i in range(n):
+            at = (self.ring_pos - 1 - i) & 255
+            if self.ring_seq[at] == seq:
+                return self.ring_rx[at]
+            if self.ring_seq[at] < seq:
+                return -1
+        return -1
+
+    cdef int drain_next(self, Event *out) noexcept:
+        """Apply the oldest held event if it now chains.  AR_APPLIED fills
+        ``out`` (header and levels, valid until the next event is buffered),
+        AR_DUPLICATE drops it, AR_HELD leaves it (still ahead); -1 if none."""
+        cdef Pending *pp
+        cdef int r
+        if self.npend == 0 or self.state != ST_SYNCED:
+            return -1
+        pp = &self.pend[0]
+        r = self._binance(pp.first_seq, pp.seq, pp.prev_seq, self.pool + pp.off, pp.nbids,
+                          self.pool + pp.off + pp.nbids, pp.nasks)
+        if r == AR_HELD:
+            return AR_HELD
+        if r == AR_GAP:
+            return AR_GAP
+        out.kind = EV_DEPTH
+        out.first_seq = pp.first_seq
+        out.seq = pp.seq
+        out.prev_seq = pp.prev_seq
+        out.has_seq = True
+        out.has_prev = pp.prev_seq >= 0
+        out.exch_ts = pp.exch_ts
+        out.bids = self.pool + pp.off
+        out.nbids = pp.nbids
+        out.asks = self.pool + pp.off + pp.nbids
+        out.nasks = pp.nasks
+        out.inst = pp.line          # the line that delivered it first
+        out.err_detail = 0
+        if r == AR_APPLIED:
+            self.held_filled += 1
+            self.exch_ts = pp.exch_ts
+            self._ring(pp.seq, pp.rx)
+            out.first_seq = pp.first_seq
+        memmove(self.pend, self.pend + 1, <size_t>(self.npend - 1) * sizeof(Pending))
+        self.npend -= 1
+        if self.npend == 0:
+            self.npool = 0
+        return r
+
+    cdef int depth(self, bint bids) noexcept:
+        return self.bids.n if bids else self.asks.n
+
+    cdef int export_levels(self, bint bids, Level *out, int cap) noexcept:
+        """Up to ``cap`` levels of one side, best first, at the book's scales
+        (``pdec``/``qdec``: the decimals the exchange wrote); returns the count."""
+        cdef Side *side = &self.bids if bids else &self.asks
+        cdef Walk w
+        cdef Blk *b
+        cdef int n = 0
+        cdef bint more = walk_start(side, &w)
+        while more and n < cap:
+            b = side.blk[w.bi]
+            out[n].px = b.k[w.i] if bids else -b.k[w.i]
+            out[n].qty = b.q[w.i]
+            out[n].pdec = b.dd[w.i][0]
+            out[n].qdec = b.dd[w.i][1]
+            out[n].flag = 0
+            n += 1
+            more = walk_next(side, &w)
+        return n
+
+    cdef int expire(self, int64_t now) noexcept:
+        """Turn a hole no line filled within the reorder window into a gap (1)."""
+        if (self.npend == 0 or self.state != ST_SYNCED
+                or now - self.pend[0].rx < self.reorder_ns):
+            return 0
+        self.held_expired += 1
+        self._lose_sync()
+        return 1
 
     cdef int _binance(self, int64_t first, int64_t seq, int64_t prev,
                       Level *bids, int nb, Level *asks, int na) noexcept:
@@ -545,6 +658,9 @@ cdef class Book:
                     return AR_DUPLICATE
                 ok = prev == last
         if not ok:
+            if self.state == ST_SYNCED and self.reorder_ns > 0 and (
+                    first > last + 1 if self.mode == MODE_BINANCE_SPOT else prev > last):
+                return AR_HELD          # ahead: another line may fill the hole
             self._lose_sync()
             return AR_GAP
         if self._apply_levels(bids, nb, asks, na) < 0:
@@ -609,16 +725,28 @@ cdef class Book:
             if ev.kind != EV_DEPTH:
                 return AR_UNSYNCED
             if self.state == ST_WAIT_SNAPSHOT:
-                self._buffer(ev)
+                if self._buffer(ev) == 1:
+                    self.duplicates += 1
+                    return AR_DUPLICATE
                 return AR_BUFFERED
             r = self._binance(ev.first_seq, ev.seq, ev.prev_seq if ev.has_prev else -2,
                               ev.bids, ev.nbids, ev.asks, ev.nasks)
             if r == AR_APPLIED:
                 self.exch_ts = ev.exch_ts
+                self._ring(ev.seq, self.now)
+            elif r == AR_HELD:
+                if self._buffer(ev) == 1:
+                    self.duplicates += 1
+                    return AR_DUPLICATE
+                self.held += 1
             elif r == AR_GAP:
                 self._buffer(ev)      # the new snapshot will need it
             return r
         if ev.kind == EV_SNAPSHOT:
+            if (mode != MODE_SNAPSHOT and self.state == ST_SYNCED and ev.has_seq
+                    and self.has_seq and ev.seq <= self.last_seq):
+                self.duplicates += 1      # another line's (re)subscription snapshot
+                return AR_DUPLICATE
             if self._load(ev.bids, ev.nbids, ev.asks, ev.nasks) < 0:
                 return AR_BAD_NUMBER
             self.snapshots += 1
@@ -655,6 +783,7 @@ cdef class Book:
             return AR_GAP
         if ev.has_seq:
             self.last_seq = ev.seq
+            self._ring(ev.seq, self.now)
         self.exch_ts = ev.exch_ts
         if mode == MODE_OKX and self._okx_check(ev) < 0:
             return AR_CHECKSUM

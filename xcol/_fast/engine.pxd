@@ -7,6 +7,7 @@ from xcol._fast.decode cimport Decoder, N_DECODE_ERRORS
 from xcol._fast.event cimport Event, N_CHANNELS
 from xcol._fast.book cimport Book
 from xcol._fast.includes.symtab cimport SymTab
+from xcol._fast.hdr cimport HdrHistogram
 
 cdef enum FeedResult:
     R_ERROR = -1
@@ -18,6 +19,29 @@ cdef enum FeedResult:
     R_UNKNOWN_INSTRUMENT = 14
     R_REST_SNAPSHOT = 15        # a REST body fed as a frame: use feed_snapshot()
     R_BAD_NUMBER = 16           # a BBO/trade number that does not fit the scale
+    R_DUPLICATE_COPY = 17       # a later copy of a BBO/trade another line delivered first
+
+cdef enum:
+    MAX_LINES = 16
+
+# Per connection ("line") counters; the arbiter keeps the first copy of each
+# update and counts the rest against the line that brought them.
+ctypedef struct LineStat:
+    int64_t frames               # frames received
+    int64_t updates              # book/BBO/trade frames (the arbitrated kinds)
+    int64_t wins                 # first copies (published)
+    int64_t dups                 # later copies (dropped)
+    int64_t errors               # frames refused by the decoder
+    int64_t gaps                 # holes in this line's own sequence
+    int64_t last_rx              # monotonic ns of its last frame
+
+# Per instrument dedup state for the streams without a book.
+ctypedef struct InstState:
+    int64_t bbo_seq
+    int64_t bbo_rx
+    int64_t trade_id
+    int64_t trade_rx
+    int64_t line_seq[16]         # MAX_LINES: last depth sequence seen per line
 
 cdef class Engine:
     cdef readonly str market
@@ -47,7 +71,42 @@ cdef class Engine:
     cdef readonly int64_t ignored
     cdef readonly int64_t unknown_instrument
     cdef readonly int64_t bad_numbers
-    cdef int64_t results[8]
+    cdef int64_t results[9]
+    # arbitration and output
+    cdef LineStat lines[16]
+    cdef InstState *ist
+    cdef int ist_cap
+    cdef int64_t now             # receive time of the current frame (monotonic ns)
+    cdef int64_t now_wall        # and on the wall clock (ns since the epoch)
+    cdef int cur_line
+    cdef public int64_t reorder_default
+    cdef Event held_ev
+    cdef list lag_hists          # HdrHistogram per line: lag behind the winner, ns
+    cdef readonly HdrHistogram code_ns     # frame received -> record queued, ns
+    cdef readonly HdrHistogram exch_us     # exchange event time -> received, us
+    cdef public bint publish                # encode records (else only count)
+    cdef list heads              # bytes per instrument: '"exchange":..,"symbol":..,'
+    cdef char *out
+    cdef size_t out_len
+    cdef size_t out_cap
+    cdef readonly int64_t out_records
+    cdef readonly int64_t received        # arbitrated updates received, all lines
+    cdef readonly int64_t published       # records written to the output
+    cdef readonly int64_t duplicates      # later copies dropped
+    cdef readonly int64_t unsynced        # updates absorbed while a book (re)syncs
+    cdef readonly int64_t stream_gaps     # holes no line filled (post-merge)
 
     cdef int feed_ptr(self, const char *data, size_t n) noexcept
+    cdef int feed_line(self, int line, const char *data, size_t n, int64_t rx,
+                       int64_t rx_wall) noexcept
+    cdef int _ensure(self, size_t extra) noexcept
+    cdef void _put(self, const char *s, size_t n) noexcept
+    cdef void _put_int(self, int64_t v) noexcept
+    cdef void _put_num(self, int64_t v, int scale, int dec) noexcept
+    cdef void _head(self, const char *kind, int inst, int line) noexcept
+    cdef void _levels(self, Event *ev, int inst, bint bids) noexcept
+    cdef void _enc_book(self, Event *ev, int inst, int line, Book b) noexcept
+    cdef void _enc_snapshot(self, int inst, int line, Book b) noexcept
+    cdef void _done(self) noexcept
+    cdef void _drain(self, Book b, int inst) noexcept
     cdef Book _book(self, int inst, int channel)

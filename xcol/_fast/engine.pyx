@@ -12,7 +12,9 @@ cimport cython
 from cpython.list cimport PyList_GET_ITEM
 from cpython.ref cimport PyObject
 from libc.stdint cimport int64_t
-from libc.stdlib cimport realloc, free
+from libc.stdlib cimport malloc, realloc, free
+from libc.string cimport strlen
+from libc.stdint cimport uint64_t
 from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC
 
 from xcol._fast.decode cimport (
@@ -24,19 +26,32 @@ from xcol._fast.event cimport (
 )
 from xcol._fast.book cimport (
     Book, MODE_BINANCE_SPOT, MODE_BINANCE_FUTURES, MODE_OKX, MODE_DERIBIT, MODE_SNAPSHOT,
-    AR_BAD_NUMBER,
+    AR_APPLIED, AR_BUFFERED, AR_DUPLICATE, AR_GAP, AR_CHECKSUM, AR_UNSYNCED, AR_BAD_NUMBER,
+    AR_SNAPSHOT, AR_HELD,
 )
-from xcol._fast.num cimport to_scale, NUM_OK
+from xcol._fast.event cimport Level, CH_TRADES
+from xcol._fast.hdr cimport HdrHistogram
+from xcol._fast.num cimport to_scale, format_num, NUM_OK
+from libc.string cimport memcpy, memset
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE, PyBytes_FromStringAndSize
+from posix.time cimport CLOCK_REALTIME
 
 MARKETS = ("binance-spot", "binance-usdm", "binance-coinm", "okx", "deribit")
 
 RESULT_NAMES = {
     -1: "error", 0: "applied", 1: "buffered", 2: "duplicate", 3: "gap", 4: "checksum",
-    5: "unsynced", 6: "bad_number", 7: "snapshot", 10: "bbo", 11: "trade", 12: "control",
+    5: "unsynced", 6: "bad_number", 7: "snapshot", 8: "held", 10: "bbo", 11: "trade", 12: "control",
     13: "ignored", 14: "unknown_instrument", 15: "rest_snapshot", 16: "bad_number",
+    17: "duplicate_copy",
 }
 
 ERROR_NAMES = ("ok", "json", "shape", "number", "unknown_message", "too_large", "no_memory")
+
+
+cdef inline int64_t _wall_ns() noexcept nogil:
+    cdef timespec ts
+    clock_gettime(CLOCK_REALTIME, &ts)
+    return <int64_t>ts.tv_sec * 1000000000 + ts.tv_nsec
 
 
 cdef inline int64_t _now_ns() noexcept nogil:
@@ -71,9 +86,23 @@ cdef class Engine:
         self.default_qty_scale = 8
         self.last_inst = -1
         self.last_result = 0
+        self.ist = NULL
+        self.ist_cap = 0
+        self.out = NULL
+        self.out_cap = 0
+        self.out_len = 0
+        self.heads = []
+        self.publish = True
+        self.lag_hists = [HdrHistogram(1, 60_000_000_000, 3) for _ in range(MAX_LINES)]
+        self.code_ns = HdrHistogram(1, 60_000_000_000, 3)
+        self.exch_us = HdrHistogram(1, 3_600_000_000, 3)
+        memset(self.lines, 0, sizeof(self.lines))
+        memset(&self.held_ev, 0, sizeof(Event))
 
     def __dealloc__(self):
         free(self.scales)
+        free(self.ist)
+        free(self.out)
 
     # ------------------------------------------------------- control plane
 
@@ -103,8 +132,22 @@ cdef class Engine:
         i = self.ninst
         self.scales[2 * i] = price_scale
         self.scales[2 * i + 1] = qty_scale
+        if self.ninst >= self.ist_cap:
+            cap = self.ist_cap * 2 if self.ist_cap else 16
+            q = <InstState *>realloc(self.ist, cap * sizeof(InstState))
+            if q == NULL:
+                raise MemoryError()
+            self.ist = q
+            self.ist_cap = cap
+        memset(&self.ist[i], 0, sizeof(InstState))
+        self.ist[i].bbo_seq = -1
+        self.ist[i].trade_id = -1
+        for j in range(MAX_LINES):
+            self.ist[i].line_seq[j] = -1
         self.syms.add(b, len(b), i)
         self.symbols.append(symbol)
+        self.heads.append(
+            ('"exchange":"%s","symbol":"%s",' % (self.market, symbol)).encode())
         self.books.extend([None] * N_CHANNELS)
         self.ninst += 1
         return i
@@ -140,6 +183,7 @@ cdef class Engine:
         else:
             mode = MODE_SNAPSHOT
         b = Book(self.symbols[inst], mode, self.scales[2 * inst], self.scales[2 * inst + 1])
+        (<Book>b).reorder_ns = self.reorder_default
         self.books[idx] = b
         return <Book>b
 
@@ -230,6 +274,8 @@ cdef class Engine:
                 self.errors[6] += 1
                 return R_ERROR
             bp = PyList_GET_ITEM(self.books, idx)
+        (<Book>bp).now = self.now
+        (<Book>bp).now_line = self.cur_line
         r = (<Book>bp).apply(ev)
         self.results[r] += 1
         if r == AR_BAD_NUMBER:
@@ -237,6 +283,323 @@ cdef class Engine:
         self.book_events += 1
         self.last_result = r
         return r
+
+    # ------------------------------------------------- arbitration + output
+
+    cdef int feed_line(self, int line, const char *data, size_t n, int64_t rx,
+                       int64_t rx_wall) noexcept:
+        """Process one frame received on ``line`` at ``rx`` (monotonic ns) /
+        ``rx_wall`` (wall ns).  The first copy of every update is applied and
+        written to the output; later copies are counted against their line."""
+        cdef LineStat *L
+        cdef int r, inst, k, units
+        cdef Event *ev = &self.decoder.ev
+        cdef InstState *st
+        cdef Book b
+        cdef int64_t w, last
+        cdef PyObject *bp
+        if line < 0 or line >= MAX_LINES:
+            line = MAX_LINES - 1
+        L = &self.lines[line]
+        L.frames += 1
+        L.last_rx = rx
+        self.now = rx
+        self.now_wall = rx_wall
+        self.cur_line = line
+        r = self.feed_ptr(data, n)
+        if r < 0:
+            L.errors += 1
+            return r
+        if r >= R_BBO:
+            if r == R_BBO or r == R_TRADE:
+                inst = ev.inst
+                st = &self.ist[inst]
+                units = 1 if r == R_BBO else ev.ntrades
+                L.updates += 1
+                self.received += units
+                if r == R_BBO:
+                    last = st.bbo_seq
+                else:
+                    last = st.trade_id
+                if ev.seq <= last:
+                    L.dups += 1
+                    self.duplicates += units
+                    w = st.bbo_rx if r == R_BBO else st.trade_rx
+                    if ev.seq == last:
+                        (<HdrHistogram>PyList_GET_ITEM(self.lag_hists, line)).record(rx - w)
+                    return R_DUPLICATE_COPY
+                if r == R_BBO:
+                    st.bbo_seq = ev.seq
+                    st.bbo_rx = rx
+                else:
+                    st.trade_id = ev.seq
+                    st.trade_rx = rx
+                L.wins += 1
+                if self.publish:
+                    if r == R_BBO:
+                        self._head(b"bbo", inst, line)
+                        self._put(b',"bid":"', 8)
+                        self._put_num(ev.bids[0].px, ev.bids[0].pdec, ev.bids[0].pdec)
+                        self._put(b'","bid_qty":"', 13)
+                        self._put_num(ev.bids[0].qty, ev.bids[0].qdec, ev.bids[0].qdec)
+                        self._put(b'","ask":"', 9)
+                        self._put_num(ev.asks[0].px, ev.asks[0].pdec, ev.asks[0].pdec)
+                        self._put(b'","ask_qty":"', 13)
+                        self._put_num(ev.asks[0].qty, ev.asks[0].qdec, ev.asks[0].qdec)
+                        self._put(b'"}\n', 3)
+                    else:
+                        for k in range(ev.ntrades):
+                            self._head(b"trade", inst, line)
+                            self._put(b',"id":', 6)
+                            self._put_int(ev.trades[k].id)
+                            self._put(b',"price":"', 10)
+                            self._put_num(ev.trades[k].px, ev.trades[k].pdec, ev.trades[k].pdec)
+                            self._put(b'","qty":"', 9)
+                            self._put_num(ev.trades[k].qty, ev.trades[k].qdec,
+                                          ev.trades[k].qdec)
+                            if ev.trades[k].side > 0:
+                                self._put(b'","side":"buy"}\n', 16)
+                            elif ev.trades[k].side < 0:
+                                self._put(b'","side":"sell"}\n', 17)
+                            else:
+                                self._put(b'","side":null}\n', 15)
+                    self._done()
+                self.published += units
+                return r
+            return r
+        # a book result: ev.inst and ev.channel routed it
+        inst = ev.inst
+        bp = PyList_GET_ITEM(self.books, inst * N_CHANNELS + ev.channel)
+        b = <Book>bp
+        L.updates += 1
+        self.received += 1
+        # this line's own continuity, before merging
+        if ev.kind == EV_DEPTH and ev.has_seq:
+            st = &self.ist[inst]
+            last = st.line_seq[line]
+            if last >= 0 and ev.seq > last:
+                if (ev.prev_seq != last) if ev.has_prev else (ev.first_seq != last + 1):
+                    L.gaps += 1
+            if ev.seq > last:
+                st.line_seq[line] = ev.seq
+        if r == AR_APPLIED or r == AR_SNAPSHOT:
+            L.wins += 1
+            if self.publish:
+                if r == AR_SNAPSHOT:
+                    self._enc_snapshot(inst, line, b)
+                else:
+                    self._enc_book(ev, inst, line, b)
+                self._done()
+            self.published += 1
+            if r == AR_APPLIED and b.npend:
+                self._drain(b, inst)
+        elif r == AR_DUPLICATE:
+            L.dups += 1
+            self.duplicates += 1
+            w = b.winner_rx(ev.seq)
+            if w >= 0:
+                (<HdrHistogram>PyList_GET_ITEM(self.lag_hists, line)).record(rx - w)
+        elif r == AR_HELD:
+            L.wins += 1            # first copy; published when the hole is filled
+        elif r == AR_GAP or r == AR_CHECKSUM:
+            self.stream_gaps += 1
+            self.unsynced += 1
+        else:
+            self.unsynced += 1     # buffered before a snapshot, or dropped unsynced
+        return r
+
+    cdef void _drain(self, Book b, int inst) noexcept:
+        """Publish held events that the last update made contiguous."""
+        cdef int r
+        cdef Event *hv = &self.held_ev
+        while b.npend:
+            r = b.drain_next(hv)
+            if r == AR_APPLIED:
+                if self.publish:
+                    self._enc_book(hv, inst, hv.inst, b)
+                    self._done()
+                self.published += 1
+            elif r != AR_DUPLICATE:
+                break
+
+    def poll(self, int64_t now) -> int:
+        """Control-plane tick: holes older than the reorder window become gaps
+        (and resync requests); returns how many books lost sync."""
+        cdef int lost = 0
+        cdef object o
+        for o in self.books:
+            if o is not None and (<Book>o).npend and (<Book>o).expire(now):
+                lost += 1
+                self.stream_gaps += 1
+        return lost
+
+    cdef int _ensure(self, size_t extra) noexcept:
+        cdef size_t cap
+        cdef char *p
+        if self.out_len + extra <= self.out_cap:
+            return 0
+        cap = self.out_cap * 2 if self.out_cap else 65536
+        while cap < self.out_len + extra:
+            cap *= 2
+        p = <char *>realloc(self.out, cap)
+        if p == NULL:
+            return -1
+        self.out = p
+        self.out_cap = cap
+        return 0
+
+    cdef void _put(self, const char *s, size_t n) noexcept:
+        if self._ensure(n) == 0:
+            memcpy(self.out + self.out_len, s, n)
+            self.out_len += n
+
+    cdef void _put_int(self, int64_t v) noexcept:
+        cdef char tmp[24]
+        cdef int i = 24
+        cdef bint neg = v < 0
+        cdef uint64_t u = <uint64_t>(-v) if neg else <uint64_t>v
+        while True:
+            i -= 1
+            tmp[i] = <char>(48 + u % 10)
+            u //= 10
+            if u == 0:
+                break
+        if neg:
+            i -= 1
+            tmp[i] = b'-'
+        self._put(&tmp[i], <size_t>(24 - i))
+
+    cdef void _put_num(self, int64_t v, int scale, int dec) noexcept:
+        if self._ensure(48) == 0:
+            self.out_len += <size_t>format_num(v, scale, dec, self.out + self.out_len)
+
+    cdef void _head(self, const char *kind, int inst, int line) noexcept:
+        cdef object h = <object>PyList_GET_ITEM(self.heads, inst)
+        self._put(b'{"type":"', 9)
+        self._put(kind, strlen(kind))
+        self._put(b'",', 2)
+        self._put(PyBytes_AS_STRING(h), <size_t>PyBytes_GET_SIZE(h))
+        self._put(b'"seq":', 6)
+        self._put_int(self.decoder.ev.seq)
+        self._put(b',"ts_exchange":', 15)
+        self._put_int(self.decoder.ev.exch_ts)
+        self._put(b',"ts_recv":', 11)
+        self._put_int(self.now_wall)
+        self._put(b',"line":', 8)
+        self._put_int(line)
+
+    cdef void _levels(self, Event *ev, int inst, bint bids) noexcept:
+        cdef Level *lv = ev.bids if bids else ev.asks
+        cdef int n = ev.nbids if bids else ev.nasks
+        cdef int i
+        cdef int ps = self.scales[2 * inst]
+        cdef int qs = self.scales[2 * inst + 1]
+        self._put(b'[', 1)
+        for i in range(n):
+            if i:
+                self._put(b',["', 3)
+            else:
+                self._put(b'["', 2)
+            self._put_num(lv[i].px, ps, lv[i].pdec)
+            self._put(b'","', 3)
+            self._put_num(lv[i].qty, qs, lv[i].qdec)
+            self._put(b'"]', 2)
+        self._put(b']', 1)
+
+    cdef void _enc_book(self, Event *ev, int inst, int line, Book b) noexcept:
+        cdef int64_t save_seq = self.decoder.ev.seq
+        cdef int64_t save_ts = self.decoder.ev.exch_ts
+        self.decoder.ev.seq = ev.seq
+        self.decoder.ev.exch_ts = ev.exch_ts
+        self._head(b"book", inst, line)
+        self.decoder.ev.seq = save_seq
+        self.decoder.ev.exch_ts = save_ts
+        if ev.has_prev:
+            self._put(b',"prev_seq":', 12)
+            self._put_int(ev.prev_seq)
+        self._put(b',"bids":', 8)
+        self._levels(ev, inst, True)
+        self._put(b',"asks":', 8)
+        self._levels(ev, inst, False)
+        self._put(b'}\n', 2)
+
+    cdef void _enc_snapshot(self, int inst, int line, Book b) noexcept:
+        cdef Event tmp
+        cdef int nb = b.depth(True)
+        cdef int na = b.depth(False)
+        cdef Level *lv = <Level *>malloc(<size_t>(nb + na + 1) * sizeof(Level))
+        if lv == NULL:
+            return
+        memset(&tmp, 0, sizeof(Event))
+        tmp.bids = lv
+        tmp.asks = lv + nb
+        tmp.nbids = b.export_levels(True, lv, nb)
+        tmp.nasks = b.export_levels(False, lv + nb, na)
+        self.decoder.ev.seq = b.last_seq
+        self._head(b"snapshot", inst, line)
+        self._put(b',"bids":', 8)
+        self._levels(&tmp, inst, True)
+        self._put(b',"asks":', 8)
+        self._levels(&tmp, inst, False)
+        self._put(b'}\n', 2)
+        free(lv)
+
+    cdef void _done(self) noexcept:
+        """A record is complete: count it and time it."""
+        cdef Event *ev = &self.decoder.ev
+        self.out_records += 1
+        self.code_ns.record(_now_ns() - self.now)
+        if ev.exch_ts > 0:
+            self.exch_us.record(self.now_wall // 1000 - ev.exch_ts * 1000)
+
+    def take_output(self) -> tuple:
+        """(bytes of newline-delimited JSON records, record count) written
+        since the last call, or (None, 0); one bytes object per call."""
+        cdef int64_t n = self.out_records
+        if self.out_len == 0:
+            return (None, 0)
+        data = PyBytes_FromStringAndSize(self.out, <Py_ssize_t>self.out_len)
+        self.out_len = 0
+        self.out_records = 0
+        return (data, n)
+
+    def feed_on(self, int line, data: bytes, int64_t rx=0, int64_t rx_wall=0) -> int:
+        """Python entry to :meth:`feed_line` (tests, tools): ``rx`` 0 reads the clocks."""
+        if rx == 0:
+            rx = _now_ns()
+        if rx_wall == 0:
+            rx_wall = _wall_ns()
+        return self.feed_line(line, <const char *>data, len(data), rx, rx_wall)
+
+    def line_stats(self, int line) -> dict:
+        """Counters and lag percentiles (us) of one line."""
+        cdef LineStat *L
+        if not 0 <= line < MAX_LINES:
+            raise IndexError(line)
+        L = &self.lines[line]
+        h = <HdrHistogram>self.lag_hists[line]
+        return {
+            "frames": L.frames, "updates": L.updates, "wins": L.wins, "duplicates": L.dups,
+            "errors": L.errors, "gaps": L.gaps, "last_rx": L.last_rx,
+            "win_rate": (L.wins / (L.wins + L.dups)) if (L.wins + L.dups) else 0.0,
+        }
+
+    def lag_histogram(self, int line) -> HdrHistogram:
+        """Lag behind the winning line (ns) of this line's later copies."""
+        return self.lag_hists[line]
+
+    def set_reorder_window(self, int64_t ns) -> None:
+        """Hold a skip-ahead depth event this long for another line to fill the hole."""
+        cdef object o
+        self.reorder_default = ns
+        for o in self.books:
+            if o is not None:
+                (<Book>o).reorder_ns = ns
+
+    def arbiter_counters(self) -> dict:
+        return {"received": self.received, "published": self.published,
+                "duplicates": self.duplicates, "unsynced": self.unsynced,
+                "stream_gaps": self.stream_gaps}
 
     # ------------------------------------------------------------ Python API
 
@@ -308,7 +671,7 @@ cdef class Engine:
             "unknown_instrument": self.unknown_instrument, "bad_numbers": self.bad_numbers,
         }
         out["errors"] = {ERROR_NAMES[i]: self.errors[i] for i in range(1, N_DECODE_ERRORS)}
-        out["book"] = {RESULT_NAMES[i]: self.results[i] for i in range(8)}
+        out["book"] = {RESULT_NAMES[i]: self.results[i] for i in range(9)}
         return out
 
     @property

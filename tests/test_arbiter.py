@@ -1,0 +1,178 @@
+"""Latency arbitration in the engine, on real USD-M traffic merged from two lines.
+
+Each test builds two copies of a real capture's stream ("lines"), delays,
+drops or repeats frames on them, merges them by arrival time and feeds the
+merged sequence to ``Engine.feed_on``.  The book must end exactly where a
+single clean replay ends, every update must be published once, and the per
+line counters must say who won.  The socket-level version of these checks
+runs against the simulator in the integration tests.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+from capture import Frame, frames, need
+
+from xcol._fast.engine import Engine
+
+MS = 1_000_000
+
+
+def usdm_stream() -> tuple[bytes, list[bytes]]:
+    """The REST snapshot and the depth + bookTicker + trade frames after it."""
+    cap = need("usdm")
+    items: list[Frame] = frames(cap.path)
+    snap_at = next(i for i, f in enumerate(items) if f.rest)
+    body = items[snap_at].body
+    last_id = json.loads(body)["lastUpdateId"]
+    out = []
+    for i, f in enumerate(items):
+        if f.rest:
+            continue
+        if b"depthUpdate" in f.body[:80]:
+            # depth from the bridging event on (it may have arrived before the snapshot)
+            if json.loads(f.body)["data"]["u"] < last_id:
+                continue
+        elif i < snap_at:
+            continue
+        out.append(f.body)
+    return body, out[:20000]
+
+
+def engine(snapshot: bytes, window_ms: float = 0.0) -> Engine:
+    e = Engine("binance-usdm")
+    e.add_instrument("BTCUSDT", 2, 3)
+    e.set_reorder_window(int(window_ms * MS))
+    assert e.feed_snapshot("BTCUSDT", snapshot) == 7
+    return e
+
+
+def merged(lines: list[list[tuple[int, bytes]]]) -> list[tuple[int, int, bytes]]:
+    """(arrival ns, line, frame) of every copy, in arrival order (ties: lower line)."""
+    allf = [(t, ln, f) for ln, seq in enumerate(lines) for t, f in seq]
+    allf.sort(key=lambda x: (x[0], x[1]))
+    return allf
+
+
+def reference(snapshot: bytes, stream: list[bytes]) -> Engine:
+    e = engine(snapshot)
+    for i, f in enumerate(stream):
+        e.feed_on(0, f, rx=(i + 1) * MS, rx_wall=1)
+    return e
+
+
+def top(e: Engine) -> tuple[int, int, int, int]:
+    return e.book("BTCUSDT").best_raw()  # type: ignore[no-any-return]
+
+
+@pytest.mark.corpus
+def test_faster_line_wins_and_lag_is_the_delay() -> None:
+    snap, stream = usdm_stream()
+    ref = reference(snap, stream)
+    e = engine(snap)
+    fast = [((i + 1) * MS, f) for i, f in enumerate(stream)]
+    slow = [((i + 1) * MS + 3 * MS, f) for i, f in enumerate(stream)]
+    for t, ln, f in merged([fast, slow]):
+        e.feed_on(ln, f, rx=t, rx_wall=1)
+    s0, s1 = e.line_stats(0), e.line_stats(1)
+    assert s0["wins"] == s0["updates"] and s1["wins"] == 0
+    assert s0["win_rate"] == 1.0
+    assert s1["duplicates"] == s1["updates"]
+    lag = e.lag_histogram(1)
+    # every later copy of a book/BBO/trade update sits exactly 3 ms behind
+    assert abs(lag.value_at_percentile(50) - 3 * MS) <= 3 * MS // 1000
+    assert e.arbiter_counters()["published"] == ref.arbiter_counters()["published"]
+    assert top(e) == top(ref)
+    assert e.book("BTCUSDT").gaps == 0
+
+
+@pytest.mark.corpus
+@pytest.mark.parametrize("window_ms", [5.0])
+def test_one_line_dropping_frames_leaves_no_post_merge_gap(window_ms: float) -> None:
+    snap, stream = usdm_stream()
+    ref = reference(snap, stream)
+    rnd = random.Random(7)
+    e = engine(snap, window_ms)
+    a = [((i + 1) * MS, f) for i, f in enumerate(stream) if rnd.random() > 0.01]
+    b = [((i + 1) * MS + 200_000, f) for i, f in enumerate(stream)]
+    for t, ln, f in merged([a, b]):
+        e.feed_on(ln, f, rx=t, rx_wall=1)
+        e.poll(t)
+    c = e.arbiter_counters()
+    book = e.book("BTCUSDT")
+    assert book.gaps == 0 and c["stream_gaps"] == 0
+    assert e.line_stats(0)["gaps"] > 0  # line 0's own sequence had holes
+    assert top(e) == top(ref) and book.last_seq == ref.book("BTCUSDT").last_seq
+    assert c["published"] == ref.arbiter_counters()["published"]
+    assert c["received"] == c["published"] + c["duplicates"] + c["unsynced"]
+
+
+@pytest.mark.corpus
+def test_lines_that_drop_different_frames_fill_each_other_out_of_order() -> None:
+    snap, stream = usdm_stream()
+    ref = reference(snap, stream)
+    rnd = random.Random(11)
+    e = engine(snap, 10.0)
+    # line 1 is faster but drops 5%; line 0 drops a different 5% (every update
+    # reaches at least one line)
+    lines: list[list[tuple[int, bytes]]] = [[], []]
+    for i, f in enumerate(stream):
+        t = (i + 1) * MS
+        r = rnd.random()
+        if not 0.05 <= r < 0.10:
+            lines[0].append((t + 2_500_000, f))
+        if r >= 0.05:
+            lines[1].append((t, f))
+    for t, ln, f in merged(lines):
+        e.feed_on(ln, f, rx=t, rx_wall=1)
+        e.poll(t)
+    book = e.book("BTCUSDT")
+    assert book.gaps == 0
+    assert book.held > 0 and book.held_filled > 0
+    assert top(e) == top(ref) and book.last_seq == ref.book("BTCUSDT").last_seq
+    s0, s1 = e.line_stats(0), e.line_stats(1)
+    assert s1["wins"] > s0["wins"] > 0
+
+
+@pytest.mark.corpus
+def test_an_update_every_line_lost_is_a_gap_after_the_window() -> None:
+    snap, stream = usdm_stream()
+    e = engine(snap, 5.0)
+    depth_at = [i for i, f in enumerate(stream) if b"depthUpdate" in f[:80]]
+    lost = depth_at[len(depth_at) // 2]
+    lines = [[((i + 1) * MS + d, f) for i, f in enumerate(stream) if i != lost]
+             for d in (0, 1000)]
+    lost_gap_at = None
+    for t, ln, f in merged(lines):
+        e.feed_on(ln, f, rx=t, rx_wall=1)
+        if e.poll(t) and lost_gap_at is None:
+            lost_gap_at = t
+    book = e.book("BTCUSDT")
+    assert book.gaps == 1 and book.resync_requested
+    assert lost_gap_at is not None and lost_gap_at >= (lost + 1) * MS + 5 * MS
+    assert e.arbiter_counters()["stream_gaps"] == 1
+
+
+@pytest.mark.corpus
+def test_output_records_are_json_and_published_once() -> None:
+    snap, stream = usdm_stream()
+    e = engine(snap)
+    for i, f in enumerate(stream[:3000]):
+        e.feed_on(0, f, rx=(i + 1) * MS, rx_wall=1_723_161_256_000_000_000)
+        e.feed_on(1, f, rx=(i + 1) * MS + 1000, rx_wall=1_723_161_256_000_000_000)
+    data, n = e.take_output()
+    recs = [json.loads(line) for line in data.splitlines()]
+    assert len(recs) == n == e.arbiter_counters()["published"]
+    kinds = {r["type"] for r in recs}
+    assert kinds == {"book", "bbo", "trade"}
+    assert all(r["line"] == 0 and r["exchange"] == "binance-usdm" for r in recs)
+    seqs = [(r["type"], r["seq"]) for r in recs if r["type"] != "trade"]
+    assert len(seqs) == len(set(seqs))
+    # a book record carries the exchange's own strings
+    first_book = next(r for r in recs if r["type"] == "book")
+    src = next(json.loads(f)["data"] for f in stream if b"depthUpdate" in f[:80])
+    assert first_book["seq"] == src["u"] and first_book["bids"] == src["b"]
+    assert e.take_output() == (None, 0)
