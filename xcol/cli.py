@@ -59,6 +59,14 @@ def _build_parser() -> argparse.ArgumentParser:
     dp.add_argument("--corpus", metavar="DIR", default=None,
                     help="captures folder (default: $XCOL_CORPUS or ../shared/corpus)")
     dp.set_defaults(func=_cmd_demo)
+    from xcol.sim import cli as sim_cli
+
+    sp = sub.add_parser(
+        "sim", help="serve Binance/OKX/Deribit protocols on loopback from captures or "
+        "synthetic streams",
+    )
+    sim_cli.add_arguments(sp)
+    sp.set_defaults(func=sim_cli.run)
     return parser
 
 

@@ -102,7 +102,7 @@ class LineStats:
 
     def to_json(self) -> dict[str, int]:
         """The counters as a dict."""
-        return {k: getattr(self, k) for k in self.__slots__}  # type: ignore[attr-defined]
+        return {k: getattr(self, k) for k in self.__slots__}
 
 
 @dataclass(slots=True)
@@ -285,7 +285,7 @@ class _Line:
 # =============================================================================== sessions
 
 
-class _Session(WSListener):  # type: ignore[misc]
+class _Session(WSListener):
     """One client connection: the exchange's protocol over picows."""
 
     def __init__(self, line: _Line, path: str, query: dict[str, list[str]],
@@ -605,6 +605,8 @@ class Simulator:
         self.updates = 0
         self.blast_frames = 0
         self.feed_done = asyncio.Event()
+        self._running = asyncio.Event()
+        self._running.set()
         self._started = False
 
     # --------------------------------------------------------------- lifecycle
@@ -718,6 +720,20 @@ class Simulator:
             raise TypeError("heartbeat updates are an OKX feature")
         self._dispatch(self.feed.heartbeat(inst), time.monotonic())
 
+    def pause(self) -> None:
+        """Hold the feed at its current position (clients stay connected)."""
+        self._running.clear()
+
+    def resume(self) -> None:
+        """Continue a paused feed (replay timing restarts from here)."""
+        self._running.set()
+
+    async def settle(self, extra: float = 0.05) -> None:
+        """Wait until every line has sent what it queued, plus ``extra`` seconds."""
+        while any(ln.queue for ln in self.lines):
+            await asyncio.sleep(0.005)
+        await asyncio.sleep(extra)
+
     def line_stats(self, line: int) -> LineStats:
         """The counters of ``line``."""
         return self.lines[line].stats
@@ -776,6 +792,10 @@ class Simulator:
         n = 0
         try:
             for t_src, produce in self.feed.steps():
+                if not self._running.is_set():
+                    paused_at = time.monotonic()
+                    await self._running.wait()
+                    t0 += time.monotonic() - paused_at
                 if speed > 0:
                     wait = t0 + t_src / speed - time.monotonic()
                     if wait > 0.0005:
@@ -927,7 +947,7 @@ class Simulator:
                                        "not sent, was empty/null, or malformed."})
                 dflt, top = _DEPTH_LIMIT[ex]
                 try:
-                    limit = int((query.get("limit") or [dflt])[0])
+                    limit = int((query.get("limit") or [str(dflt)])[0])
                 except ValueError:
                     return 400, _json({"code": -1100, "msg": "Illegal characters found in "
                                        "parameter 'limit'."})
