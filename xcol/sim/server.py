@@ -128,6 +128,7 @@ class SimConfig:
     :param deribit_min_heartbeat: smallest ``public/set_heartbeat`` interval accepted.
     :param blast: serve pre-framed USD-M depth frames as fast as flow control allows.
     :param blast_count: frames per blast connection (0: unlimited).
+    :param blast_max_bytes: blast only messages up to this size (0: all), re-chained.
     """
 
     exchange: str = "binance-usdm"
@@ -147,6 +148,7 @@ class SimConfig:
     deribit_min_heartbeat: float = 10.0
     blast: bool = False
     blast_count: int = 0
+    blast_max_bytes: int = 0
     seed: int = 1
 
 
@@ -592,7 +594,8 @@ class Simulator:
             if config.exchange != "binance-usdm" or len(config.source) != 1:
                 raise ValueError("blast mode needs --exchange binance-usdm and one --source "
                                  "capture (hftbacktest format)")
-            self._blast_chunks = BlastChunks(Path(config.source[0]))
+            self._blast_chunks = BlastChunks(Path(config.source[0]),
+                                             max_bytes=config.blast_max_bytes)
         self.lines = [_Line(self, i, lc) for i, lc in enumerate(config.lines or [LineConfig()])]
         self._paused: set[_Session] = set()
         self._writable = asyncio.Event()
@@ -865,20 +868,25 @@ class Simulator:
         r = 1
         per = chunks.frames_per_chunk
         await asyncio.sleep(0)  # let the subscribe ack go first
+        chunk_bytes = chunks.frame_ends[-1]
         while not sess.closed:
-            data = chunks.chunk(r)
-            if limit and sent + per >= limit:
-                k = limit - sent
-                tr.write(memoryview(data)[: chunks.frame_ends[k - 1]])
-                sent += k
-                stats.blast_frames += k
-                self.blast_frames += k
-                return
-            tr.write(data)
-            sent += per
-            stats.blast_frames += per
-            self.blast_frames += per
-            r += 1
+            written = 0
+            while written < (4 << 20):  # several small chunks per turn of the loop
+                if limit and sent + per >= limit:
+                    k = limit - sent
+                    tr.write(chunks.chunk(r)[: chunks.frame_ends[k - 1]])
+                    sent += k
+                    stats.blast_frames += k
+                    self.blast_frames += k
+                    return
+                tr.writelines(chunks.chunk_parts(r))
+                written += chunk_bytes
+                sent += per
+                stats.blast_frames += per
+                self.blast_frames += per
+                r += 1
+                if sess.paused:
+                    break
             if sess.paused:
                 await sess.resumed.wait()
             else:
