@@ -624,6 +624,26 @@ def test_blast_delivers_n_chained_frames() -> None:
                            blast_count=n), body))
 
 
+@pytest.mark.corpus
+def test_blast_small_frames_rechained() -> None:
+    cap = need("usdm")
+    n = 3000
+
+    async def body(sim: Simulator) -> None:
+        c = await connect(sim, "/stream?streams=btcusdt@depth@0ms")
+        await until(lambda: len(c.frames) >= n, 20)
+        await asyncio.sleep(0.05)
+        assert len(c.frames) == n
+        lens = sorted(len(f) for _t, f in c.frames)
+        assert lens[len(lens) * 9 // 10] <= 700  # only each chunk's first message may be big
+        ids = [tuple(int(x) for x in m.groups()) for _t, f in c.frames
+               if (m := _RE_IDS.search(f))]
+        assert all(b[2] == a[1] and b[1] > a[1] for a, b in zip(ids, ids[1:], strict=False))
+
+    run(with_sim(SimConfig("binance-usdm", source=[str(cap.path)], blast=True,
+                           blast_count=n, blast_max_bytes=700), body))
+
+
 # ============================================================================== CLI
 
 
@@ -635,3 +655,14 @@ def test_cli_runs_synthetic_for_a_moment(capsys: pytest.CaptureFixture[str]) -> 
     assert code == 0
     out = capsys.readouterr().out
     assert "okx" in out and "line 1" in out
+
+
+def test_cli_without_corpus_falls_back_to_synthetic(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    from xcol.cli import main
+
+    monkeypatch.setenv("XCOL_CORPUS", str(tmp_path / "absent"))
+    assert main(["sim", "--exchange", "binance-spot", "--duration", "0.2"]) == 0
+    assert "synthetic" in capsys.readouterr().out
+    assert main(["sim", "--exchange", "okx", "--source", str(tmp_path / "nope.gz")]) == 2

@@ -85,6 +85,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     bl.add_argument("--blast-count", type=int, default=0, help="frames per connection (0: all)")
     bl.add_argument("--blast-max-bytes", type=int, default=0,
                     help="blast only depth messages up to this size (0: all), re-chained")
+    net.add_argument("--timer-spin-ms", type=float, default=1.0,
+                     help="delayed lines wake this early and poll until due (0: off)")
     parser.add_argument("--duration", type=float, default=0.0,
                         help="stop after this many seconds (0: until SIGINT/SIGTERM)")
     parser.add_argument("--stats-every", type=float, default=5.0,
@@ -111,7 +113,7 @@ def _config(args: argparse.Namespace) -> object:
         shutdown_grace=args.shutdown_grace, okx_checksum=args.okx_checksum,
         okx_heartbeat=args.okx_heartbeat, deribit_min_heartbeat=args.deribit_min_heartbeat,
         blast=args.blast, blast_count=args.blast_count,
-        blast_max_bytes=args.blast_max_bytes, seed=args.seed)
+        blast_max_bytes=args.blast_max_bytes, timer_spin_ms=args.timer_spin_ms, seed=args.seed)
 
 
 async def _serve(args: argparse.Namespace, cfg: object) -> int:

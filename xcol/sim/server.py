@@ -129,6 +129,8 @@ class SimConfig:
     :param blast: serve pre-framed USD-M depth frames as fast as flow control allows.
     :param blast_count: frames per blast connection (0: unlimited).
     :param blast_max_bytes: blast only messages up to this size (0: all), re-chained.
+    :param timer_spin_ms: delayed lines wake this early and poll the clock on each event-loop
+        turn until a frame is due (sub-millisecond delays; costs CPU while waiting; 0: off).
     """
 
     exchange: str = "binance-usdm"
@@ -149,6 +151,7 @@ class SimConfig:
     blast: bool = False
     blast_count: int = 0
     blast_max_bytes: int = 0
+    timer_spin_ms: float = 1.0
     seed: int = 1
 
 
@@ -180,7 +183,7 @@ class _Line:
         self.subs: dict[Key, dict[_Session, list[str]]] = {}
         self.queue: deque[tuple[float, Event | Callable[[], None]]] = deque()
         self.last_due = 0.0
-        self.timer: asyncio.TimerHandle | None = None
+        self.timer: asyncio.Handle | None = None
         self.tasks: list[asyncio.Task[None]] = []
         self._malformed_kind = 0
 
@@ -201,14 +204,20 @@ class _Line:
             self._arm(time.monotonic())
 
     def _arm(self, now: float) -> None:
-        wait = self.queue[0][0] - now
-        self.timer = asyncio.get_running_loop().call_later(max(wait, 0.0), self._fire)
+        # Event-loop timers are millisecond-grained (and may fire up to ~1 ms late): wake
+        # ``spin`` early, then re-check on every loop turn until the frame is due.
+        wait = self.queue[0][0] - now - self.sim.spin
+        loop = asyncio.get_running_loop()
+        if wait > 0:
+            self.timer = loop.call_later(wait, self._fire)
+        else:
+            self.timer = loop.call_soon(self._fire)
 
     def _fire(self) -> None:
         self.timer = None
         now = time.monotonic()
         q = self.queue
-        while q and q[0][0] <= now + 0.0002:
+        while q and q[0][0] <= now + 0.00005:
             self._run(q.popleft()[1])
         if q:
             self._arm(now)
@@ -596,6 +605,7 @@ class Simulator:
                                  "capture (hftbacktest format)")
             self._blast_chunks = BlastChunks(Path(config.source[0]),
                                              max_bytes=config.blast_max_bytes)
+        self.spin = max(0.0, config.timer_spin_ms / 1000.0)
         self.lines = [_Line(self, i, lc) for i, lc in enumerate(config.lines or [LineConfig()])]
         self._paused: set[_Session] = set()
         self._writable = asyncio.Event()
