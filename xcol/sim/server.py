@@ -310,6 +310,7 @@ class _Session(WSListener):
         self.combined = combined
         self.url_streams = streams
         self.keys: set[Key] = set()
+        self.stream_names: set[str] = set()  # Binance streams as subscribed (LIST_SUBSCRIPTIONS)
         self.transport: WSTransport = None  # type: ignore[assignment]
         self.ping_since = 0.0
         self.hb_task: asyncio.Task[None] | None = None
@@ -388,6 +389,7 @@ class _Session(WSListener):
         key = self._binance_stream(stream)
         if key is None:
             return False
+        self.stream_names.add(stream)
         if self.route is not None and key[0] not in _USDM_ROUTES[self.route]:
             return True  # a wrong route fails silently, as on the real USD-M endpoints
         name = stream if self.combined else ""
@@ -422,12 +424,12 @@ class _Session(WSListener):
         elif method == "UNSUBSCRIBE":
             for p in params if isinstance(params, list) else []:
                 key = self._binance_stream(str(p))
+                self.stream_names.discard(str(p))
                 if key is not None:
                     self.line.unsubscribe(self, key, str(p) if self.combined else "")
             self.send(_json({"result": None, "id": rid}))
         elif method == "LIST_SUBSCRIPTIONS":
-            names = sorted({n for k in self.keys for n in self.line.subs[k].get(self, [])})
-            self.send(_json({"result": names, "id": rid}))
+            self.send(_json({"result": sorted(self.stream_names), "id": rid}))
         elif method in ("SET_PROPERTY", "GET_PROPERTY"):
             self.send(_json({"result": self.combined if method == "GET_PROPERTY" else None,
                              "id": rid}))
