@@ -73,6 +73,14 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     report.add_arguments(rep)
     rep.set_defaults(func=report.run)
+    from xcol.sim import cli as sim_cli
+
+    sp = sub.add_parser(
+        "sim", help="serve Binance/OKX/Deribit protocols on loopback from captures or "
+        "synthetic streams",
+    )
+    sim_cli.add_arguments(sp)
+    sp.set_defaults(func=sim_cli.run)
     return parser
 
 
