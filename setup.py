@@ -106,6 +106,7 @@ extensions = [
     ext("decode", [os.path.join(SJ, "simdjson.cpp")]),
     ext("engine"),
     ext("hdr"),
+    ext("listener"),
 ]
 
 setup(

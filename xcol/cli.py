@@ -56,13 +56,25 @@ def _build_parser() -> argparse.ArgumentParser:
         help="look relative FILE paths up under DIR",
     )
     rp.set_defaults(func=_cmd_replay)
+    from xcol import demo as live_demo
+    from xcol.config import add_config_arguments
+
     dp = sub.add_parser(
         "demo",
+        help="live demo: the simulator on two delayed lines, the collector, a win-rate table",
+    )
+    live_demo.add_arguments(dp)
+    dp.set_defaults(func=live_demo.run)
+    rdp = sub.add_parser(
+        "replay-demo",
         help="replay every real capture found (or a synthetic one) and print the summaries",
     )
-    dp.add_argument("--corpus", metavar="DIR", default=None,
-                    help="captures folder (default: $XCOL_CORPUS or ../shared/corpus)")
-    dp.set_defaults(func=_cmd_demo)
+    rdp.add_argument("--corpus", metavar="DIR", default=None,
+                     help="captures folder (default: $XCOL_CORPUS or ../shared/corpus)")
+    rdp.set_defaults(func=_cmd_demo)
+    runp = sub.add_parser("run", help="run the collector from a TOML config (-c FILE)")
+    add_config_arguments(runp)
+    runp.set_defaults(func=live_demo.run_collector)
     add_check_config_command(sub)
     from xcol.obs import report
 

@@ -5,6 +5,7 @@ from typing import Any
 
 from xcol._fast.book import Book
 from xcol._fast.decode import Decoder
+from xcol._fast.hdr import HdrHistogram
 
 MARKETS: tuple[str, ...]
 RESULT_NAMES: dict[int, str]
@@ -53,3 +54,21 @@ class Engine:
     def run(self, frames: list[bytes]) -> int: ...
     def time_frames(self, frames: list[bytes], out: array[int] | Any,
                     decode_only: bool = False) -> int: ...
+    # arbitration and output
+    publish: bool
+    reorder_default: int
+    code_ns: HdrHistogram
+    exch_us: HdrHistogram
+    out_records: int
+    received: int
+    published: int
+    duplicates: int
+    unsynced: int
+    stream_gaps: int
+    def feed_on(self, line: int, data: bytes, rx: int = ..., rx_wall: int = ...) -> int: ...
+    def poll(self, now: int) -> int: ...
+    def take_output(self) -> tuple[bytes | None, int]: ...
+    def line_stats(self, line: int) -> dict[str, Any]: ...
+    def lag_histogram(self, line: int) -> HdrHistogram: ...
+    def set_reorder_window(self, ns: int) -> None: ...
+    def arbiter_counters(self) -> dict[str, int]: ...

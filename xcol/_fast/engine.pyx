@@ -624,8 +624,17 @@ cdef class Engine:
         if kind != EV_REST_SNAPSHOT:
             self.errors[2] += 1
             return R_ERROR
+        b.now = _now_ns()
         r = b.apply_rest_snapshot(&dec.ev)
         self.results[r] += 1
+        if r == AR_SNAPSHOT:
+            self.published += 1
+            if self.publish:
+                self.now = b.now
+                self.now_wall = _wall_ns()
+                self._enc_snapshot(self.syms.find(b.symbol.encode(), len(b.symbol.encode())),
+                                   -1, b)
+                self._done()
         if r == AR_BAD_NUMBER:
             self.bad_numbers += 1
         return r

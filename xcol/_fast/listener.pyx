@@ -1,0 +1,111 @@
+# cython: language_level=3
+# distutils: language=c++
+"""The WebSocket listener that feeds frames to an engine with no Python call
+per frame.
+
+picows calls :meth:`FeedListener.on_ws_frame` (a ``cpdef`` method, dispatched
+in C) for every frame; the frame's payload pointer goes straight into
+:meth:`Engine.feed_line` with both receive clocks.  Python is called only per
+*read* (to hand the batch of encoded records to the fan-out, when the frame is
+the last one of a socket read) and for the rare frames that need an answer
+(control messages such as Deribit's test_request).
+"""
+
+cimport cython
+from libc.stdint cimport int64_t
+from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC, CLOCK_REALTIME
+
+from picows.picows cimport WSListener, WSTransport, WSFrame, WSMsgType
+from xcol._fast.engine cimport Engine, R_CONTROL, R_ERROR
+
+
+cdef inline int64_t _mono() noexcept nogil:
+    cdef timespec ts
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return <int64_t>ts.tv_sec * 1000000000 + ts.tv_nsec
+
+
+cdef inline int64_t _wall() noexcept nogil:
+    cdef timespec ts
+    clock_gettime(CLOCK_REALTIME, &ts)
+    return <int64_t>ts.tv_sec * 1000000000 + ts.tv_nsec
+
+
+def monotonic_ns() -> int:
+    """CLOCK_MONOTONIC in ns, the clock every receive time is taken on."""
+    return _mono()
+
+
+@cython.final
+cdef class FeedListener(WSListener):
+    """Feeds one connection ("line") of one engine.
+
+    :param engine: the market's :class:`~xcol._fast.engine.Engine`.
+    :param line: this connection's line id (0..15) for arbitration.
+    :param on_batch: ``on_batch(data: bytes, n_records: int)`` gets the records
+        encoded during a socket read.
+    :param on_control: ``on_control(line, payload: bytes)`` for control frames
+        (acks, pongs, heartbeats) when ``want_control`` is true.
+    :param on_event: ``on_event(line, what: str)`` for connected/disconnected.
+    """
+
+    cdef Engine engine
+    cdef readonly int line
+    cdef object on_batch
+    cdef object on_control
+    cdef object on_event
+    cdef public bint want_control
+    cdef readonly WSTransport transport
+    cdef readonly long long frames
+    cdef readonly long long errors
+    cdef readonly long long other_frames
+    cdef readonly long long last_rx
+
+    def __init__(self, Engine engine, int line, on_batch, on_control=None, on_event=None):
+        self.engine = engine
+        self.line = line
+        self.on_batch = on_batch
+        self.on_control = on_control
+        self.on_event = on_event
+        self.want_control = on_control is not None
+        self.transport = None
+
+    cpdef on_ws_connected(self, WSTransport transport):
+        self.transport = transport
+        if self.on_event is not None:
+            self.on_event(self.line, "connected")
+
+    cpdef on_ws_disconnected(self, WSTransport transport):
+        self.flush()
+        if self.on_event is not None:
+            self.on_event(self.line, "disconnected")
+
+    cpdef on_ws_frame(self, WSTransport transport, WSFrame frame):
+        cdef int64_t rx = _mono()
+        cdef int r
+        cdef WSMsgType t = frame.msg_type
+        self.last_rx = rx
+        if t == WSMsgType.TEXT or t == WSMsgType.BINARY:
+            self.frames += 1
+            if not frame.fin:
+                self.errors += 1        # fragmented data frames are not used by the venues
+            else:
+                r = self.engine.feed_line(self.line, frame.payload_ptr,
+                                          <size_t>frame.payload_size, rx, _wall())
+                if r == R_CONTROL and self.want_control:
+                    self.on_control(self.line, frame.get_payload_as_bytes())
+                elif r == R_ERROR:
+                    self.errors += 1
+        elif t == WSMsgType.CLOSE:
+            transport.send_close(frame.get_close_code(), frame.get_close_message())
+            transport.disconnect()
+        else:
+            self.other_frames += 1      # pings are answered by picows (auto pong)
+        if frame.last_in_buffer and self.engine.out_len:
+            self.flush()
+
+    cpdef flush(self):
+        """Hand the records encoded so far to ``on_batch``."""
+        data, n = self.engine.take_output()
+        if data is not None:
+            self.on_batch(data, n)

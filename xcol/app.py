@@ -1,0 +1,364 @@
+"""The collector: redundant lines per feed, arbitration, books, fan-out, HTTP.
+
+:class:`Collector` wires one :class:`~xcol._fast.engine.Engine` per feed to
+its lines (one picows connection each, fed by the Cython
+:class:`~xcol._fast.listener.FeedListener`), keeps Binance books synced from
+REST snapshots (rate-limited), answers heartbeats, reconnects with backoff,
+hands the encoded records to the :class:`~xcol.fanout.FanOut`, serves
+``/health``, ``/ready``, ``/metrics`` and ``/stats``, and shuts down by
+draining every sink.  Everything here is control plane; the per-frame work is
+in Cython.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from picows import WSMsgType, ws_connect
+
+from xcol._fast.engine import Engine
+from xcol._fast.hdr import HdrHistogram
+from xcol._fast.listener import FeedListener, monotonic_ns
+from xcol.config import Config, FeedConfig
+from xcol.exchanges import protocols
+from xcol.fanout import DrainReport, FanOut
+from xcol.net.backoff import Backoff, TokenBucket
+from xcol.net.rest import RestError, get
+from xcol.obs.http import ObsServer
+from xcol.sinks import build_sinks
+
+log = logging.getLogger("xcol")
+
+CHANNEL_NAMES = {1: "depth", 3: "bbo", 4: "trades"}
+
+
+@dataclass
+class Line:
+    """One connection slot of a feed; its id is the engine's line id."""
+
+    feed: FeedRuntime
+    line_id: int
+    endpoint: str
+    conn: protocols.Connection
+    state: str = "idle"
+    reconnects: int = 0
+    connected_at: float = 0.0
+    listener: FeedListener | None = None
+    transport: Any = None
+    task: asyncio.Task[None] | None = None
+    next_id: int = 100
+    last_ping: float = 0.0
+
+
+@dataclass
+class FeedRuntime:
+    """One ``[[feeds]]`` entry at run time."""
+
+    cfg: FeedConfig
+    engine: Engine
+    lines: list[Line] = field(default_factory=list)
+    snapshots: TokenBucket | None = None
+    snapshot_errors: int = 0
+
+
+class Collector:
+    """Run the feeds of ``cfg`` until :meth:`stop`."""
+
+    def __init__(self, cfg: Config) -> None:
+        self.cfg = cfg
+        self.feeds: list[FeedRuntime] = []
+        self.fanout = FanOut(pause_reading=self._pause, resume_reading=self._resume)
+        self.http: ObsServer | None = None
+        self._stopping = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._paused = False
+        self.started = time.time()
+        rt = cfg.runtime
+        for fc in cfg.feeds:
+            eng = Engine(fc.exchange, rt.max_frame_bytes)
+            for sym in fc.symbols:
+                eng.add_instrument(sym)
+            eng.set_reorder_window(int(rt.reorder_window_ms * 1e6))
+            fr = FeedRuntime(fc, eng, snapshots=TokenBucket(rt.resync.rate_per_s,
+                                                            rt.resync.burst))
+            n = 0
+            for ep in fc.endpoints:
+                for conn in protocols.connections(fc.exchange, ep, fc.symbols, fc.channels):
+                    if n >= 16:
+                        raise ValueError(f"feed {fc.name or fc.exchange}: more than 16 lines")
+                    fr.lines.append(Line(fr, n, ep, conn))
+                    n += 1
+            self.feeds.append(fr)
+
+    # ---------------------------------------------------------- lifecycle
+
+    async def start(self) -> None:
+        """Open sinks, the HTTP server and every line."""
+        for sink, spec in build_sinks(self.cfg.sinks):
+            self.fanout.add_sink(sink, spec)
+        await self.fanout.start()
+        if self.cfg.runtime.http is not None:
+            self.http = ObsServer(self.stats, self.ready)
+            await self.http.start(self.cfg.runtime.http.host, self.cfg.runtime.http.port)
+            log.info("http on %s", self.http.url)
+        for fr in self.feeds:
+            for ln in fr.lines:
+                ln.task = asyncio.create_task(self._line_loop(ln), name=f"line-{ln.line_id}")
+                self._tasks.append(ln.task)
+            self._tasks.append(asyncio.create_task(self._snapshot_loop(fr)))
+        self._tasks.append(asyncio.create_task(self._tick_loop()))
+
+    def request_stop(self) -> None:
+        """Ask :meth:`run` to shut down (signal handlers call this)."""
+        self._stopping.set()
+
+    async def run(self) -> DrainReport:
+        """Start, run until SIGTERM/SIGINT (or :meth:`request_stop`), then stop."""
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, self.request_stop)
+        await self.start()
+        await self._stopping.wait()
+        return await self.stop()
+
+    async def stop(self) -> DrainReport:
+        """Stop reading, publish what the engines hold, drain and close every sink."""
+        t0 = time.monotonic()
+        self._stopping.set()
+        for task in self._tasks:
+            task.cancel()
+        for fr in self.feeds:
+            for ln in fr.lines:
+                if ln.transport is not None:
+                    ln.transport.disconnect(False)
+                if ln.listener is not None:
+                    ln.listener.flush()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        report = await self.fanout.drain_and_close(self.cfg.runtime.shutdown_deadline_s)
+        if self.http is not None:
+            await self.http.stop()
+        log.info("shutdown in %.3f s (deadline %.1f s): %s", time.monotonic() - t0,
+                 self.cfg.runtime.shutdown_deadline_s,
+                 "complete" if report.complete else f"incomplete, left {report.left}")
+        return report
+
+    # ---------------------------------------------------------- lines
+
+    def _on_control(self, ln: Line) -> Any:
+        def handle(line_id: int, payload: bytes) -> None:
+            ln.next_id += 1
+            reply = protocols.heartbeat_reply(payload, ln.next_id)
+            if reply is not None and ln.transport is not None:
+                ln.transport.send(WSMsgType.TEXT, reply.encode())
+        return handle
+
+    def _factory(self, ln: Line, eng: Engine) -> Callable[[], FeedListener]:
+        def make() -> FeedListener:
+            lst = FeedListener(eng, ln.line_id, self.fanout.offer,
+                               self._on_control(ln) if ln.conn.heartbeat else None)
+            ln.listener = lst
+            return lst
+        return make
+
+    async def _line_loop(self, ln: Line) -> None:
+        rt = self.cfg.runtime
+        backoff = Backoff(rt.backoff.base_s, rt.backoff.cap_s, rt.backoff.reset_after_s)
+        eng = ln.feed.engine
+        while not self._stopping.is_set():
+            ln.state = "connecting"
+            try:
+                transport, _ = await ws_connect(
+                    self._factory(ln, eng), ln.conn.url, max_frame_size=rt.max_frame_bytes,
+                    websocket_handshake_timeout=10)
+            except Exception as exc:  # noqa: BLE001 - any failure means: back off, retry
+                ln.state = "backoff"
+                ln.reconnects += 1
+                delay = backoff.next_delay()
+                log.warning("line %d %s: connect failed (%s); retry in %.2f s",
+                            ln.line_id, ln.conn.url, exc, delay)
+                await self._sleep(delay)
+                continue
+            ln.transport = transport
+            ln.state = "connected"
+            ln.connected_at = time.monotonic()
+            backoff.connected()
+            for msg in ln.conn.subscribe:
+                transport.send(WSMsgType.TEXT, msg.encode())
+            if self._paused:
+                transport.underlying_transport.pause_reading()
+            await transport.wait_disconnected()
+            ln.transport = None
+            if self._stopping.is_set():
+                break
+            ln.state = "backoff"
+            ln.reconnects += 1
+            delay = backoff.next_delay()
+            log.warning("line %d %s: disconnected; reconnect in %.2f s", ln.line_id,
+                        ln.conn.url, delay)
+            await self._sleep(delay)
+        ln.state = "closed"
+
+    async def _sleep(self, s: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), s)
+
+    def _pause(self) -> None:
+        self._paused = True
+        for fr in self.feeds:
+            for ln in fr.lines:
+                if ln.transport is not None:
+                    ln.transport.underlying_transport.pause_reading()
+
+    def _resume(self) -> None:
+        self._paused = False
+        for fr in self.feeds:
+            for ln in fr.lines:
+                if ln.transport is not None:
+                    ln.transport.underlying_transport.resume_reading()
+
+    # ---------------------------------------------------------- periodic work
+
+    async def _tick_loop(self) -> None:
+        """Reorder-window expiry, heartbeats and the stale-stream watchdog."""
+        rt = self.cfg.runtime
+        while not self._stopping.is_set():
+            await asyncio.sleep(0.001)
+            now = monotonic_ns()
+            for fr in self.feeds:
+                fr.engine.poll(now)
+                for ln in fr.lines:
+                    lst, tr = ln.listener, ln.transport
+                    if tr is None or lst is None:
+                        continue
+                    quiet = (now - lst.last_rx) / 1e9 if lst.last_rx else (
+                        time.monotonic() - ln.connected_at)
+                    if (ln.conn.ping_text and quiet > ln.conn.ping_after_s
+                            and time.monotonic() - ln.last_ping > ln.conn.ping_after_s):
+                        tr.send(WSMsgType.TEXT, ln.conn.ping_text.encode())
+                        ln.last_ping = time.monotonic()
+                    elif quiet > rt.stale_timeout_s and not self._paused:
+                        log.warning("line %d %s: no data for %.1f s; reconnecting",
+                                    ln.line_id, ln.conn.url, quiet)
+                        tr.disconnect(False)
+                    elif time.monotonic() - ln.connected_at > rt.rotation.max_age_s:
+                        log.info("line %d: rotating after %.0f s", ln.line_id,
+                                 rt.rotation.max_age_s)
+                        tr.disconnect(False)
+
+    async def _snapshot_loop(self, fr: FeedRuntime) -> None:
+        """Binance: load a REST snapshot into every book that waits for one."""
+        if not fr.cfg.exchange.startswith("binance") or "depth" not in fr.cfg.channels:
+            return
+        eng = fr.engine
+        while not self._stopping.is_set():
+            await asyncio.sleep(0.02)
+            for sym in fr.cfg.symbols:
+                book = eng.book(sym)
+                if book.synced or book.pending == 0:
+                    continue
+                assert fr.snapshots is not None
+                if not fr.snapshots.try_acquire(1):
+                    continue
+                req = protocols.snapshot_request(fr.cfg.exchange, fr.cfg.rest, sym)
+                assert req is not None
+                try:
+                    body = await get(req.url, timeout=10.0)
+                except RestError as exc:
+                    fr.snapshot_errors += 1
+                    log.warning("%s %s: snapshot failed: %s", fr.cfg.exchange, sym, exc)
+                    continue
+                code = eng.feed_snapshot(sym, body)
+                if code not in (7, 2):
+                    log.info("%s %s: snapshot result %s; will retry", fr.cfg.exchange, sym,
+                             code)
+                for ln in fr.lines:
+                    if ln.listener is not None:
+                        ln.listener.flush()
+                        break
+
+    # ---------------------------------------------------------- observability
+
+    def stats(self) -> dict[str, Any]:
+        """The ``/stats`` document (see docs/observability.md)."""
+        conns: list[dict[str, Any]] = []
+        streams: list[dict[str, Any]] = []
+        code = HdrHistogram(1, 60_000_000_000, 3)
+        exch = HdrHistogram(1, 3_600_000_000, 3)
+        received = published = duplicates = dropped = 0
+        for fr in self.feeds:
+            eng = fr.engine
+            code.merge(eng.code_ns)
+            exch.merge(eng.exch_us)
+            ac = eng.arbiter_counters()
+            received += ac["received"]
+            duplicates += ac["duplicates"]
+            dropped += ac["unsynced"]
+            published += ac["received"] - ac["duplicates"] - ac["unsynced"]
+            for ln in fr.lines:
+                st = eng.line_stats(ln.line_id)
+                lag = eng.lag_histogram(ln.line_id)
+                p50, p99 = lag.percentiles([50.0, 99.0]) if lag.total_count else (0, 0)
+                conns.append({
+                    "id": ln.line_id, "exchange": fr.cfg.exchange, "endpoint": ln.conn.url,
+                    "state": ln.state, "frames": st["frames"], "wins": st["wins"],
+                    "duplicates": st["duplicates"], "win_rate": st["win_rate"],
+                    "lag_us": {"p50": p50 / 1000, "p99": p99 / 1000,
+                               "max": (lag.max() if lag.total_count else 0) / 1000,
+                               "count": lag.total_count},
+                    "reconnects": ln.reconnects, "gaps": st["gaps"], "errors": st["errors"],
+                })
+            for sym in fr.cfg.symbols:
+                if "depth" in fr.cfg.channels:
+                    b = eng.book(sym)
+                    streams.append({
+                        "exchange": fr.cfg.exchange, "instrument": sym, "channel": "depth",
+                        "synced": b.synced, "last_seq": b.last_seq, "gaps": b.gaps,
+                        "resyncs": max(0, b.snapshots - 1), "levels": list(b.depth()),
+                    })
+        def summ(h: HdrHistogram, div: float) -> dict[str, Any]:
+            if not h.total_count:
+                return {"p50": 0, "p90": 0, "p99": 0, "p999": 0, "max": 0, "count": 0}
+            p = h.percentiles([50.0, 90.0, 99.0, 99.9])
+            return {"p50": p[0] / div, "p90": p[1] / div, "p99": p[2] / div,
+                    "p999": p[3] / div, "max": h.max() / div, "count": h.total_count}
+        sinks = []
+        for s in self.fanout.stats().values():
+            sinks.append({"name": s.name, "policy": s.policy, "queued": s.queued,
+                          "high_water": s.high_water, "published": s.published,
+                          "dropped": s.dropped_total, "drops_by_reason": dict(s.dropped),
+                          "paused_s": s.paused_s})
+        return {
+            "connections": conns, "streams": streams,
+            "latency": {"code_us": summ(code, 1000.0), "exchange_ms": summ(exch, 1000.0)},
+            "sinks": sinks,
+            "counters": {"received": received, "published": published,
+                         "duplicates": duplicates, "dropped": dropped},
+            "uptime_s": time.time() - self.started,
+        }
+
+    def ready(self) -> list[str]:
+        """Why the collector is not ready (empty: ready)."""
+        reasons = []
+        now = monotonic_ns()
+        for fr in self.feeds:
+            if "depth" in fr.cfg.channels:
+                for sym in fr.cfg.symbols:
+                    if not fr.engine.book(sym).synced:
+                        reasons.append(f"{fr.cfg.exchange} {sym} depth not synced")
+            fresh = [ln for ln in fr.lines if ln.listener is not None
+                     and ln.listener.last_rx and now - ln.listener.last_rx
+                     < self.cfg.runtime.stale_timeout_s * 1e9]
+            if not fresh:
+                reasons.append(f"{fr.cfg.exchange}: no line has fresh data")
+        for s in self.fanout.stats().values():
+            if not s.healthy:
+                reasons.append(f"sink {s.name} unhealthy: {s.last_error}")
+        return reasons
