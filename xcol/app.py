@@ -32,6 +32,7 @@ from xcol.fanout import DrainReport, FanOut
 from xcol.net.backoff import Backoff, TokenBucket
 from xcol.net.rest import RestError, get
 from xcol.obs.http import ObsServer
+from xcol.obs.schema import latency_summary
 from xcol.sinks import build_sinks
 
 log = logging.getLogger("xcol")
@@ -323,12 +324,6 @@ class Collector:
                         "synced": b.synced, "last_seq": b.last_seq, "gaps": b.gaps,
                         "resyncs": max(0, b.snapshots - 1), "levels": list(b.depth()),
                     })
-        def summ(h: HdrHistogram, div: float) -> dict[str, Any]:
-            if not h.total_count:
-                return {"p50": 0, "p90": 0, "p99": 0, "p999": 0, "max": 0, "count": 0}
-            p = h.percentiles([50.0, 90.0, 99.0, 99.9])
-            return {"p50": p[0] / div, "p90": p[1] / div, "p99": p[2] / div,
-                    "p999": p[3] / div, "max": h.max() / div, "count": h.total_count}
         sinks = []
         for s in self.fanout.stats().values():
             sinks.append({"name": s.name, "policy": s.policy, "queued": s.queued,
@@ -337,7 +332,9 @@ class Collector:
                           "paused_s": s.paused_s})
         return {
             "connections": conns, "streams": streams,
-            "latency": {"code_us": summ(code, 1000.0), "exchange_ms": summ(exch, 1000.0)},
+            # code histograms are in ns and exchange ones in us: both shown 1000x coarser
+            "latency": {"code_us": latency_summary(code, 1000.0),
+                        "exchange_ms": latency_summary(exch, 1000.0)},
             "sinks": sinks,
             "counters": {"received": received, "published": published,
                          "duplicates": duplicates, "dropped": dropped},

@@ -112,7 +112,7 @@ cdef class Book:
     cdef int trace_cap
 
     cdef int apply(self, Event *ev) noexcept
-    cdef int drain_next(self, Event *out) noexcept
+    cdef int drain_next(self, Event *out, int *line) noexcept
     cdef int export_levels(self, bint bids, Level *out, int cap) noexcept
     cdef int depth(self, bint bids) noexcept
     cdef int expire(self, int64_t now) noexcept

@@ -566,10 +566,11 @@ cdef class Book:
                 return -1
         return -1
 
-    cdef int drain_next(self, Event *out) noexcept:
+    cdef int drain_next(self, Event *out, int *line) noexcept:
         """Apply the oldest held event if it now chains.  AR_APPLIED fills
         ``out`` (header and levels, valid until the next event is buffered),
-        AR_DUPLICATE drops it, AR_HELD leaves it (still ahead); -1 if none."""
+        AR_DUPLICATE drops it, AR_HELD leaves it (still ahead); -1 if none.
+        ``line`` gets the line that delivered it first."""
         cdef Pending *pp
         cdef int r
         if self.npend == 0 or self.state != ST_SYNCED:
@@ -592,13 +593,12 @@ cdef class Book:
         out.nbids = pp.nbids
         out.asks = self.pool + pp.off + pp.nbids
         out.nasks = pp.nasks
-        out.inst = pp.line          # the line that delivered it first
+        line[0] = pp.line
         out.err_detail = 0
         if r == AR_APPLIED:
             self.held_filled += 1
             self.exch_ts = pp.exch_ts
             self._ring(pp.seq, pp.rx)
-            out.first_seq = pp.first_seq
         memmove(self.pend, self.pend + 1, <size_t>(self.npend - 1) * sizeof(Pending))
         self.npend -= 1
         if self.npend == 0:

@@ -15,7 +15,6 @@ from libc.stdint cimport int64_t
 from libc.stdlib cimport malloc, realloc, free
 from libc.string cimport strlen
 from libc.stdint cimport uint64_t
-from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC
 
 from xcol._fast.decode cimport (
     Decoder, VENUE_BINANCE, VENUE_OKX, VENUE_DERIBIT, N_DECODE_ERRORS,
@@ -34,7 +33,7 @@ from xcol._fast.hdr cimport HdrHistogram
 from xcol._fast.num cimport to_scale, format_num, NUM_OK
 from libc.string cimport memcpy, memset
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE, PyBytes_FromStringAndSize
-from posix.time cimport CLOCK_REALTIME
+from xcol._fast.clock cimport mono_ns, wall_ns
 
 MARKETS = ("binance-spot", "binance-usdm", "binance-coinm", "okx", "deribit")
 
@@ -46,18 +45,6 @@ RESULT_NAMES = {
 }
 
 ERROR_NAMES = ("ok", "json", "shape", "number", "unknown_message", "too_large", "no_memory")
-
-
-cdef inline int64_t _wall_ns() noexcept nogil:
-    cdef timespec ts
-    clock_gettime(CLOCK_REALTIME, &ts)
-    return <int64_t>ts.tv_sec * 1000000000 + ts.tv_nsec
-
-
-cdef inline int64_t _now_ns() noexcept nogil:
-    cdef timespec ts
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return <int64_t>ts.tv_sec * 1000000000 + ts.tv_nsec
 
 
 @cython.final
@@ -337,7 +324,7 @@ cdef class Engine:
                 L.wins += 1
                 if self.publish:
                     if r == R_BBO:
-                        self._head(b"bbo", inst, line)
+                        self._head(b"bbo", inst, line, ev.seq, ev.exch_ts)
                         self._put(b',"bid":"', 8)
                         self._put_num(ev.bids[0].px, ev.bids[0].pdec, ev.bids[0].pdec)
                         self._put(b'","bid_qty":"', 13)
@@ -349,7 +336,7 @@ cdef class Engine:
                         self._put(b'"}\n', 3)
                     else:
                         for k in range(ev.ntrades):
-                            self._head(b"trade", inst, line)
+                            self._head(b"trade", inst, line, ev.seq, ev.exch_ts)
                             self._put(b',"id":', 6)
                             self._put_int(ev.trades[k].id)
                             self._put(b',"price":"', 10)
@@ -363,7 +350,7 @@ cdef class Engine:
                                 self._put(b'","side":"sell"}\n', 17)
                             else:
                                 self._put(b'","side":null}\n', 15)
-                    self._done()
+                    self._done(units, ev.exch_ts)
                 self.published += units
                 return r
             return r
@@ -389,7 +376,7 @@ cdef class Engine:
                     self._enc_snapshot(inst, line, b)
                 else:
                     self._enc_book(ev, inst, line, b)
-                self._done()
+                self._done(1, ev.exch_ts)
             self.published += 1
             if r == AR_APPLIED and b.npend:
                 self._drain(b, inst)
@@ -412,12 +399,13 @@ cdef class Engine:
         """Publish held events that the last update made contiguous."""
         cdef int r
         cdef Event *hv = &self.held_ev
+        cdef int line
         while b.npend:
-            r = b.drain_next(hv)
+            r = b.drain_next(hv, &line)
             if r == AR_APPLIED:
                 if self.publish:
-                    self._enc_book(hv, inst, hv.inst, b)
-                    self._done()
+                    self._enc_book(hv, inst, line, b)
+                    self._done(1, hv.exch_ts)
                 self.published += 1
             elif r != AR_DUPLICATE:
                 break
@@ -473,16 +461,17 @@ cdef class Engine:
         if self._ensure(48) == 0:
             self.out_len += <size_t>format_num(v, scale, dec, self.out + self.out_len)
 
-    cdef void _head(self, const char *kind, int inst, int line) noexcept:
+    cdef void _head(self, const char *kind, int inst, int line, int64_t seq,
+                    int64_t exch_ts) noexcept:
         cdef object h = <object>PyList_GET_ITEM(self.heads, inst)
         self._put(b'{"type":"', 9)
         self._put(kind, strlen(kind))
         self._put(b'",', 2)
         self._put(PyBytes_AS_STRING(h), <size_t>PyBytes_GET_SIZE(h))
         self._put(b'"seq":', 6)
-        self._put_int(self.decoder.ev.seq)
+        self._put_int(seq)
         self._put(b',"ts_exchange":', 15)
-        self._put_int(self.decoder.ev.exch_ts)
+        self._put_int(exch_ts)
         self._put(b',"ts_recv":', 11)
         self._put_int(self.now_wall)
         self._put(b',"line":', 8)
@@ -507,13 +496,7 @@ cdef class Engine:
         self._put(b']', 1)
 
     cdef void _enc_book(self, Event *ev, int inst, int line, Book b) noexcept:
-        cdef int64_t save_seq = self.decoder.ev.seq
-        cdef int64_t save_ts = self.decoder.ev.exch_ts
-        self.decoder.ev.seq = ev.seq
-        self.decoder.ev.exch_ts = ev.exch_ts
-        self._head(b"book", inst, line)
-        self.decoder.ev.seq = save_seq
-        self.decoder.ev.exch_ts = save_ts
+        self._head(b"book", inst, line, ev.seq, ev.exch_ts)
         if ev.has_prev:
             self._put(b',"prev_seq":', 12)
             self._put_int(ev.prev_seq)
@@ -535,8 +518,7 @@ cdef class Engine:
         tmp.asks = lv + nb
         tmp.nbids = b.export_levels(True, lv, nb)
         tmp.nasks = b.export_levels(False, lv + nb, na)
-        self.decoder.ev.seq = b.last_seq
-        self._head(b"snapshot", inst, line)
+        self._head(b"snapshot", inst, line, b.last_seq, b.exch_ts)
         self._put(b',"bids":', 8)
         self._levels(&tmp, inst, True)
         self._put(b',"asks":', 8)
@@ -544,13 +526,12 @@ cdef class Engine:
         self._put(b'}\n', 2)
         free(lv)
 
-    cdef void _done(self) noexcept:
-        """A record is complete: count it and time it."""
-        cdef Event *ev = &self.decoder.ev
-        self.out_records += 1
-        self.code_ns.record(_now_ns() - self.now)
-        if ev.exch_ts > 0:
-            self.exch_us.record(self.now_wall // 1000 - ev.exch_ts * 1000)
+    cdef void _done(self, int n, int64_t exch_ts) noexcept:
+        """``n`` records of one update are complete: count them and time them."""
+        self.out_records += n
+        self.code_ns.record(mono_ns() - self.now)
+        if exch_ts > 0:
+            self.exch_us.record(self.now_wall // 1000 - exch_ts * 1000)
 
     def take_output(self) -> tuple:
         """(bytes of newline-delimited JSON records, record count) written
@@ -566,9 +547,9 @@ cdef class Engine:
     def feed_on(self, int line, data: bytes, int64_t rx=0, int64_t rx_wall=0) -> int:
         """Python entry to :meth:`feed_line` (tests, tools): ``rx`` 0 reads the clocks."""
         if rx == 0:
-            rx = _now_ns()
+            rx = mono_ns()
         if rx_wall == 0:
-            rx_wall = _wall_ns()
+            rx_wall = wall_ns()
         return self.feed_line(line, <const char *>data, len(data), rx, rx_wall)
 
     def line_stats(self, int line) -> dict:
@@ -624,17 +605,17 @@ cdef class Engine:
         if kind != EV_REST_SNAPSHOT:
             self.errors[2] += 1
             return R_ERROR
-        b.now = _now_ns()
+        b.now = mono_ns()
         r = b.apply_rest_snapshot(&dec.ev)
         self.results[r] += 1
         if r == AR_SNAPSHOT:
             self.published += 1
             if self.publish:
                 self.now = b.now
-                self.now_wall = _wall_ns()
+                self.now_wall = wall_ns()
                 self._enc_snapshot(self.syms.find(b.symbol.encode(), len(b.symbol.encode())),
                                    -1, b)
-                self._done()
+                self._done(1, b.exch_ts)
         if r == AR_BAD_NUMBER:
             self.bad_numbers += 1
         return r
@@ -716,11 +697,11 @@ cdef class Engine:
             raise ValueError("out is shorter than frames")
         for i in range(n):
             f = <bytes>PyList_GET_ITEM(frames, i)
-            t0 = _now_ns()
+            t0 = mono_ns()
             if decode_only:
                 dec.decode(<const char *>f, len(f))
             else:
                 self.feed_ptr(<const char *>f, len(f))
-            t1 = _now_ns()
+            t1 = mono_ns()
             out[i] = t1 - t0
         return n

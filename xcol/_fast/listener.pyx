@@ -13,27 +13,15 @@ the last one of a socket read) and for the rare frames that need an answer
 
 cimport cython
 from libc.stdint cimport int64_t
-from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC, CLOCK_REALTIME
 
 from picows.picows cimport WSListener, WSTransport, WSFrame, WSMsgType
+from xcol._fast.clock cimport mono_ns, wall_ns
 from xcol._fast.engine cimport Engine, R_CONTROL, R_ERROR
-
-
-cdef inline int64_t _mono() noexcept nogil:
-    cdef timespec ts
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return <int64_t>ts.tv_sec * 1000000000 + ts.tv_nsec
-
-
-cdef inline int64_t _wall() noexcept nogil:
-    cdef timespec ts
-    clock_gettime(CLOCK_REALTIME, &ts)
-    return <int64_t>ts.tv_sec * 1000000000 + ts.tv_nsec
 
 
 def monotonic_ns() -> int:
     """CLOCK_MONOTONIC in ns, the clock every receive time is taken on."""
-    return _mono()
+    return mono_ns()
 
 
 @cython.final
@@ -81,7 +69,7 @@ cdef class FeedListener(WSListener):
             self.on_event(self.line, "disconnected")
 
     cpdef on_ws_frame(self, WSTransport transport, WSFrame frame):
-        cdef int64_t rx = _mono()
+        cdef int64_t rx = mono_ns()
         cdef int r
         cdef WSMsgType t = frame.msg_type
         self.last_rx = rx
@@ -91,7 +79,7 @@ cdef class FeedListener(WSListener):
                 self.errors += 1        # fragmented data frames are not used by the venues
             else:
                 r = self.engine.feed_line(self.line, frame.payload_ptr,
-                                          <size_t>frame.payload_size, rx, _wall())
+                                          <size_t>frame.payload_size, rx, wall_ns())
                 if r == R_CONTROL and self.want_control:
                     self.on_control(self.line, frame.get_payload_as_bytes())
                 elif r == R_ERROR:
