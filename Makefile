@@ -7,7 +7,7 @@ VENV ?= .venv
 VPY := $(VENV)/bin/python
 export XCOL_CORPUS ?= $(abspath ../shared/corpus)
 
-.PHONY: setup compile debug test testinstalled demo bench clean
+.PHONY: setup sysdeps compile debug test testinstalled demo bench clean
 
 $(VENV)/.installed: pyproject.toml setup.py
 	$(PY) -m venv $(VENV)
@@ -17,6 +17,17 @@ $(VENV)/.installed: pyproject.toml setup.py
 
 setup: $(VENV)/.installed
 
+# Servers the sink tests start on 127.0.0.1: redis-server, influxd (a real line-protocol
+# parser), PostgreSQL (initdb/pg_ctl).  Installed from Debian when missing.
+SYSDEPS := redis-server influxdb postgresql
+sysdeps:
+	@if command -v redis-server >/dev/null && command -v influxd >/dev/null && \
+	    ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then :; else \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $(SYSDEPS); \
+	fi
+
 # Rebuild the extensions in place after editing .pyx/.pxd files.
 compile: setup
 	$(VPY) setup.py build_ext --inplace --force
@@ -25,7 +36,7 @@ compile: setup
 debug: setup
 	XCOL_DEBUG=1 $(VPY) setup.py build_ext --inplace --force
 
-test: setup
+test: setup sysdeps
 	$(VPY) -m ruff check xcol tests bench
 	$(VPY) -m mypy
 	$(VPY) -m pytest -q

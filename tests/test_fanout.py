@@ -262,3 +262,36 @@ def test_queue_spec_validation() -> None:
     with pytest.raises(ValueError):
         QueueSpec("blocking", capacity=10, low_watermark=10)
     assert QueueSpec(capacity=10).low == 5
+
+
+def test_linger_batches_by_time_and_by_size(run: Runner) -> None:
+    """With ``linger_s`` small batches wait to be joined into one write; a queue that
+    reaches ``max_write_bytes`` is written without waiting."""
+
+    async def main() -> None:
+        sink = MemorySink()
+        size = len(batch(0, 10))
+        fo = FanOut()
+        fo.add_sink(sink, QueueSpec(linger_s=0.3, max_write_bytes=3 * size))
+        await fo.start()
+        t0 = time.monotonic()
+        fo.offer(batch(0, 10), 10)
+        fo.offer(batch(10, 10), 10)
+        await asyncio.sleep(0.1)
+        assert sink.writes == 0, "wrote before the linger time or the size was reached"
+        while sink.writes == 0:
+            await asyncio.sleep(0.01)
+        assert time.monotonic() - t0 >= 0.29
+        assert sink.writes == 1 and sink.data[0] == batch(0, 20)
+        # By size: three batches reach max_write_bytes and go out well before 0.3 s.
+        t1 = time.monotonic()
+        for k in range(3):
+            fo.offer(batch(100 + 10 * k, 10), 10)
+        while sink.writes == 1:
+            await asyncio.sleep(0.005)
+        assert time.monotonic() - t1 < 0.2
+        assert sink.data[1] == batch(100, 30)
+        rep = await fo.drain_and_close(5.0)
+        assert rep.complete and sink.records == 50
+
+    run(main())

@@ -42,8 +42,11 @@ import typing
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Union, get_args, get_origin
+from typing import TYPE_CHECKING, Any, Literal, Union, get_args, get_origin
 from urllib.parse import urlsplit
+
+if TYPE_CHECKING:
+    from xcol.fanout import QueueSpec
 
 __all__ = [
     "EXCHANGES",
@@ -133,11 +136,18 @@ Policy = Literal["blocking", "lossy"]
 GcMode = Literal["freeze", "default", "disable"]
 LogLevel = Literal["debug", "info", "warning", "error"]
 Naming = Literal["timestamp", "numbered"]
+Preset = Literal["realtime", "archival"]
+
+#: Sink batching presets: (write size in bytes, linger in s, flush interval in s).
+PRESETS: dict[str, tuple[int, float, float]] = {
+    "realtime": (256 * 1024, 0.0, 0.05),
+    "archival": (8 * 1024 * 1024, 2.0, 10.0),
+}
 
 #: Sink tables this build implements.
 SINK_NAMES = ("stdout", "jsonl")
 #: Sink tables reserved for sinks that exist in the design but not in this build.
-_PLANNED_SINKS = ("redis", "kafka", "parquet", "questdb", "shm", "postgres")
+_PLANNED_SINKS = ("redis", "kafka", "parquet", "ilp", "shm", "postgres")
 
 # --------------------------------------------------------------------------- schema
 
@@ -290,8 +300,31 @@ class _SinkCommon:
         "resume reading at or below this many records (default: capacity / 2)", _non_negative))
     warn_ratio: float = field(default=0.8, metadata=_meta(
         "log a warning when the queue passes this fraction", _ratio))
-    flush_interval_s: float = field(default=1.0, metadata=_meta(
-        "flush (fsync) at most this long after a write", _positive))
+    preset: Preset = field(default="realtime", metadata=_meta(
+        "batching defaults: realtime (small writes, flushed within ~50 ms) or archival "
+        "(large batches, written every few seconds)"))
+    batch_bytes: int | None = field(default=None, metadata=_meta(
+        "join queued records into writes of up to this many bytes (default: preset's)",
+        _positive))
+    linger_s: float | None = field(default=None, metadata=_meta(
+        "batching by time: wait up to this long for a write to fill (default: preset's)",
+        _non_negative))
+    flush_interval_s: float | None = field(default=None, metadata=_meta(
+        "flush (fsync, producer flush) at most this long after a write (default: preset's)",
+        _positive))
+
+    def queue_spec(self) -> QueueSpec:
+        """The fan-out queue for this sink, preset defaults applied."""
+        from xcol.fanout import QueueSpec
+
+        batch, linger, flush = PRESETS[self.preset]
+        return QueueSpec(
+            policy=self.policy, capacity=self.queue_capacity,
+            low_watermark=self.resolved_low_watermark, warn_ratio=self.warn_ratio,
+            max_write_bytes=self.batch_bytes if self.batch_bytes is not None else batch,
+            linger_s=self.linger_s if self.linger_s is not None else linger,
+            flush_interval_s=self.flush_interval_s if self.flush_interval_s is not None
+            else flush)
 
     @property
     def resolved_low_watermark(self) -> int:

@@ -61,6 +61,7 @@ DROP_CLOSED = "closed"
 DROP_SHUTDOWN = "shutdown"
 
 _WARN_EVERY_S = 10.0
+_NEVER = 1 << 62
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,9 @@ class QueueSpec:
     :param warn_ratio: log a warning (at most every 10 s) past this fill fraction.
     :param flush_interval_s: flush the sink at most this long after a write.
     :param max_write_bytes: queued batches are joined into writes of up to this size.
+    :param linger_s: batching by time: with less than ``max_write_bytes`` queued, wait up
+        to this long after the oldest queued batch arrived before writing (0: write as soon
+        as anything is queued).  Shutdown writes at once.
     """
 
     policy: Literal["blocking", "lossy"] = "blocking"
@@ -82,6 +86,7 @@ class QueueSpec:
     warn_ratio: float = 0.8
     flush_interval_s: float = 1.0
     max_write_bytes: int = 1 << 20
+    linger_s: float = 0.0
 
     def __post_init__(self) -> None:
         if self.policy not in ("blocking", "lossy"):
@@ -90,6 +95,10 @@ class QueueSpec:
             raise ValueError(f"capacity must be > 0, got {self.capacity}")
         if self.low_watermark is not None and not 0 <= self.low_watermark < self.capacity:
             raise ValueError(f"low_watermark must be in [0, capacity), got {self.low_watermark}")
+        if self.linger_s < 0:
+            raise ValueError(f"linger_s must be >= 0, got {self.linger_s}")
+        if self.max_write_bytes <= 0:
+            raise ValueError(f"max_write_bytes must be > 0, got {self.max_write_bytes}")
 
     @property
     def low(self) -> int:
@@ -162,8 +171,8 @@ class _Lane:
     __slots__ = (
         "sink", "spec", "name", "blocking", "capacity", "low", "warn_level", "q", "queued",
         "offered", "published", "high_water", "dropped", "pauses", "paused_s", "holding",
-        "hold_since", "down", "failures", "last_error", "wake", "waiting", "task",
-        "last_warn", "opened",
+        "hold_since", "down", "failures", "last_error", "wake", "wake_at", "task",
+        "last_warn", "opened", "qbytes", "first_at",
     )
 
     def __init__(self, sink: Sink, spec: QueueSpec) -> None:
@@ -188,10 +197,13 @@ class _Lane:
         self.failures = 0
         self.last_error: str | None = None
         self.wake = asyncio.Event()
-        self.waiting = False
+        #: queued bytes at which offer() wakes the consumer (_NEVER while it is busy)
+        self.wake_at = _NEVER
         self.task: asyncio.Task[None] | None = None
         self.last_warn = -1e18
         self.opened = False
+        self.qbytes = 0
+        self.first_at = 0.0
 
     def drop(self, n: int, reason: str) -> None:
         self.dropped[reason] = self.dropped.get(reason, 0) + n
@@ -281,7 +293,10 @@ class FanOut:
                     lane.drop(n_records, DROP_SINK_DOWN if lane.down else DROP_QUEUE_FULL)
                 self._maybe_warn(lane)
                 continue
+            if not lane.q:
+                lane.first_at = self._clock()
             lane.q.append((batch, n_records))
+            lane.qbytes += len(batch)
             lane.queued = q
             if q > lane.high_water:
                 lane.high_water = q
@@ -289,8 +304,8 @@ class FanOut:
                 if lane.blocking and q >= lane.capacity and not lane.holding:
                     self._hold(lane)
                 self._maybe_warn(lane)
-            if lane.waiting:
-                lane.waiting = False
+            if lane.qbytes >= lane.wake_at:
+                lane.wake_at = _NEVER
                 lane.wake.set()
 
     def _maybe_warn(self, lane: _Lane) -> None:
@@ -396,6 +411,7 @@ class FanOut:
         sink = lane.sink
         interval = lane.spec.flush_interval_s
         max_bytes = lane.spec.max_write_bytes
+        linger = lane.spec.linger_s
         dirty = False
         last_flush = self._clock()
         while True:
@@ -403,7 +419,7 @@ class FanOut:
                 if self._closed:
                     break
                 lane.wake.clear()
-                lane.waiting = True
+                lane.wake_at = 1
                 if dirty:
                     timeout = last_flush + interval - self._clock()
                     if timeout > 0:
@@ -415,19 +431,33 @@ class FanOut:
                         last_flush = self._clock()
                 else:
                     await lane.wake.wait()
-                lane.waiting = False
+                lane.wake_at = _NEVER
                 continue
+            if linger > 0 and lane.qbytes < max_bytes and not self._closed:
+                # Batching by time: let a small batch grow until it is big or old enough.
+                wait = lane.first_at + linger - self._clock()
+                if wait > 0:
+                    lane.wake.clear()
+                    lane.wake_at = max_bytes
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(lane.wake.wait(), wait)
+                    lane.wake_at = _NEVER
+                    continue
             # Join queued batches into one write: fewer syscalls / round trips per record.
             batch, n = lane.q.popleft()
+            lane.qbytes -= len(batch)
             if lane.q and len(batch) < max_bytes:
                 parts = [batch]
                 size = len(batch)
                 while lane.q and size + len(lane.q[0][0]) <= max_bytes:
                     b, k = lane.q.popleft()
+                    lane.qbytes -= len(b)
                     parts.append(b)
                     size += len(b)
                     n += k
                 batch = b"".join(parts)
+            if lane.q:
+                lane.first_at = self._clock()
             await self._retry(lane, backoff, "write", _bind_write(sink, batch, n))
             lane.published += n
             lane.queued -= n

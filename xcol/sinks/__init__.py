@@ -19,13 +19,10 @@ def build_sinks(cfg: SinksConfig) -> list[tuple[Sink, QueueSpec]]:
     """The enabled sinks of ``[sinks]`` with their queue specs, ready for
     :meth:`xcol.fanout.FanOut.add_sink`."""
     from xcol.config import JsonlSinkConfig
-    from xcol.fanout import QueueSpec
 
     out: list[tuple[Sink, QueueSpec]] = []
     for name, sc in cfg.enabled():
-        spec = QueueSpec(policy=sc.policy, capacity=sc.queue_capacity,
-                         low_watermark=sc.resolved_low_watermark, warn_ratio=sc.warn_ratio,
-                         flush_interval_s=sc.flush_interval_s)
+        spec = sc.queue_spec()
         sink: Sink
         if isinstance(sc, JsonlSinkConfig):
             sink = JsonlSink(sc.path, max_bytes=sc.max_bytes, max_age_s=sc.max_age_s,
