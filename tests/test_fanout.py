@@ -270,9 +270,9 @@ def test_linger_batches_by_time_and_by_size(run: Runner) -> None:
 
     async def main() -> None:
         sink = MemorySink()
-        size = len(batch(0, 10))
+        size = len(batch(100, 30))
         fo = FanOut()
-        fo.add_sink(sink, QueueSpec(linger_s=0.3, max_write_bytes=3 * size))
+        fo.add_sink(sink, QueueSpec(linger_s=0.3, max_write_bytes=size))
         await fo.start()
         t0 = time.monotonic()
         fo.offer(batch(0, 10), 10)
