@@ -177,3 +177,66 @@ def test_output_records_are_json_and_published_once() -> None:
     src = next(json.loads(f)["data"] for f in stream if b"depthUpdate" in f[:80])
     assert first_book["seq"] == src["u"] and first_book["bids"] == src["b"]
     assert e.take_output() == (None, 0)
+
+
+def _records(e: Engine) -> list[dict[str, object]]:
+    data, n = e.take_output()
+    recs = [json.loads(x) for x in data.splitlines()] if data else []
+    assert len(recs) == n
+    return recs
+
+
+def _apply(side: dict[str, str], levels: list[list[str]]) -> None:
+    from decimal import Decimal
+    for px, qty in levels:
+        if Decimal(qty) == 0:
+            side.pop(px, None)
+        else:
+            side[px] = qty
+
+
+@pytest.mark.corpus
+def test_top_records_match_a_book_rebuilt_from_the_deltas() -> None:
+    """Every "top" record equals the best N levels of a plain-dict book rebuilt from the
+    published snapshot and deltas, and the interval limits how often they come."""
+    from decimal import Decimal
+    snap, stream = usdm_stream()
+    e = Engine("binance-usdm")
+    e.add_instrument("BTCUSDT", 2, 3)
+    e.set_top(5, 0)
+    assert e.feed_snapshot("BTCUSDT", snap) == 7
+    bids: dict[str, str] = {}
+    asks: dict[str, str] = {}
+    tops = deltas = 0
+    last_type = ""
+    for i, f in enumerate(stream[:4000]):
+        e.feed_on(0, f, rx=(i + 1) * MS, rx_wall=1)
+        for r in _records(e):
+            t = r["type"]
+            if t == "snapshot":
+                bids, asks = {}, {}
+                _apply(bids, r["bids"])  # type: ignore[arg-type]
+                _apply(asks, r["asks"])  # type: ignore[arg-type]
+            elif t == "book":
+                _apply(bids, r["bids"])  # type: ignore[arg-type]
+                _apply(asks, r["asks"])  # type: ignore[arg-type]
+                deltas += 1
+            elif t == "top":
+                assert last_type == "book", "a top record follows the update it shows"
+                want_b = sorted(bids.items(), key=lambda kv: -Decimal(kv[0]))[:5]
+                want_a = sorted(asks.items(), key=lambda kv: Decimal(kv[0]))[:5]
+                assert [tuple(x) for x in r["bids"]] == want_b  # type: ignore[union-attr]
+                assert [tuple(x) for x in r["asks"]] == want_a  # type: ignore[union-attr]
+                tops += 1
+            last_type = str(t)
+    assert deltas > 200 and tops == deltas
+    # At most one top record per 5 ms of receive time (frames arrive 1 ms apart).
+    e.set_top(3, 5 * MS)
+    e.take_output()
+    seen: list[int] = []
+    for i, f in enumerate(stream[4000:6000]):
+        e.feed_on(0, f, rx=(4001 + i) * MS, rx_wall=1)
+        seen += [i for r in _records(e) if r["type"] == "top"]
+    assert seen and all(b - a >= 5 for a, b in zip(seen, seen[1:], strict=False))
+    with pytest.raises(ValueError, match="top levels"):
+        e.set_top(-1)

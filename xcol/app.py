@@ -87,6 +87,7 @@ class Collector:
             for sym in fc.symbols:
                 eng.add_instrument(sym)
             eng.set_reorder_window(int(rt.reorder_window_ms * 1e6))
+            eng.set_top(rt.top_levels, int(rt.top_interval_ms * 1e6))
             fr = FeedRuntime(fc, eng, snapshots=TokenBucket(rt.resync.rate_per_s,
                                                             rt.resync.burst))
             n = 0

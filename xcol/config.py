@@ -267,6 +267,12 @@ class RuntimeConfig:
         "wait for another line to fill a gap before it counts as one", _non_negative))
     stale_timeout_s: float = field(default=30.0, metadata=_meta(
         "a line with no data this long is reconnected", _positive))
+    top_levels: int = field(default=10, metadata=_meta(
+        "levels per side in \"top\" book records (0: no top records)",
+        lambda v: None if 0 <= v <= 1000 else "must be in [0, 1000]"))
+    top_interval_ms: float = field(default=100.0, metadata=_meta(
+        "at most one \"top\" record per book per interval (0: after every update)",
+        _non_negative))
     max_frame_bytes: int = field(default=16 * 1024 * 1024, metadata=_meta(
         "largest WebSocket frame accepted", _positive))
     gc: GcConfig = field(default_factory=GcConfig)

@@ -4,7 +4,7 @@
 from libc.stdint cimport int64_t
 
 from xcol._fast.decode cimport Decoder, N_DECODE_ERRORS
-from xcol._fast.event cimport Event, N_CHANNELS
+from xcol._fast.event cimport Event, Level, N_CHANNELS
 from xcol._fast.book cimport Book
 from xcol._fast.includes.symtab cimport SymTab
 from xcol._fast.hdr cimport HdrHistogram
@@ -42,6 +42,7 @@ ctypedef struct InstState:
     int64_t trade_id
     int64_t trade_rx
     int64_t line_seq[16]         # MAX_LINES: last depth sequence seen per line
+    int64_t last_top             # monotonic ns of the last "top" record
 
 cdef class Engine:
     cdef readonly str market
@@ -85,6 +86,9 @@ cdef class Engine:
     cdef readonly HdrHistogram code_ns     # frame received -> record queued, ns
     cdef readonly HdrHistogram exch_us     # exchange event time -> received, us
     cdef public bint publish                # encode records (else only count)
+    cdef readonly int top_n                 # levels per side in "top" records (0: none)
+    cdef readonly int64_t top_interval_ns   # at most one "top" per book per interval
+    cdef Level *top_buf                     # 2 * top_n levels
     cdef list heads              # bytes per instrument: '"exchange":..,"symbol":..,'
     cdef char *out
     cdef size_t out_len
@@ -108,6 +112,7 @@ cdef class Engine:
     cdef void _levels(self, Event *ev, int inst, bint bids) noexcept
     cdef void _enc_book(self, Event *ev, int inst, int line, Book b) noexcept
     cdef void _enc_snapshot(self, int inst, int line, Book b) noexcept
+    cdef int _enc_top(self, int inst, int line, Book b) noexcept
     cdef void _done(self, int n, int64_t exch_ts) noexcept
     cdef void _drain(self, Book b, int inst) noexcept
     cdef Book _book(self, int inst, int channel)

@@ -90,6 +90,7 @@ cdef class Engine:
         free(self.scales)
         free(self.ist)
         free(self.out)
+        free(self.top_buf)
 
     # ------------------------------------------------------- control plane
 
@@ -374,9 +375,10 @@ cdef class Engine:
             if self.publish:
                 if r == AR_SNAPSHOT:
                     self._enc_snapshot(inst, line, b)
+                    self._done(1, ev.exch_ts)
                 else:
                     self._enc_book(ev, inst, line, b)
-                self._done(1, ev.exch_ts)
+                    self._done(1 + self._enc_top(inst, line, b), ev.exch_ts)
             self.published += 1
             if r == AR_APPLIED and b.npend:
                 self._drain(b, inst)
@@ -405,7 +407,7 @@ cdef class Engine:
             if r == AR_APPLIED:
                 if self.publish:
                     self._enc_book(hv, inst, line, b)
-                    self._done(1, hv.exch_ts)
+                    self._done(1 + self._enc_top(inst, line, b), hv.exch_ts)
                 self.published += 1
             elif r != AR_DUPLICATE:
                 break
@@ -525,6 +527,48 @@ cdef class Engine:
         self._levels(&tmp, inst, False)
         self._put(b'}\n', 2)
         free(lv)
+
+    cdef int _enc_top(self, int inst, int line, Book b) noexcept:
+        """A "top" record (the best ``top_n`` levels a side) after a book update, at most
+        one per book per ``top_interval_ns``; returns the records written (0 or 1)."""
+        cdef Event tmp
+        cdef InstState *st
+        if self.top_n <= 0:
+            return 0
+        st = &self.ist[inst]
+        if self.top_interval_ns > 0 and self.now - st.last_top < self.top_interval_ns:
+            return 0
+        st.last_top = self.now
+        memset(&tmp, 0, sizeof(Event))
+        tmp.bids = self.top_buf
+        tmp.asks = self.top_buf + self.top_n
+        tmp.nbids = b.export_levels(True, tmp.bids, self.top_n)
+        tmp.nasks = b.export_levels(False, tmp.asks, self.top_n)
+        self._head(b"top", inst, line, b.last_seq, b.exch_ts)
+        self._put(b',"bids":', 8)
+        self._levels(&tmp, inst, True)
+        self._put(b',"asks":', 8)
+        self._levels(&tmp, inst, False)
+        self._put(b'}\n', 2)
+        return 1
+
+    def set_top(self, int n, int64_t interval_ns=0) -> None:
+        """Publish a ``top`` record with the best ``n`` levels a side after book updates,
+        at most one per book per ``interval_ns`` (0: after every update); ``n=0`` turns
+        them off."""
+        cdef Level *buf = NULL
+        if n < 0 or n > 1000:
+            raise ValueError(f"top levels must be in [0, 1000], got {n}")
+        if interval_ns < 0:
+            raise ValueError(f"top interval must be >= 0, got {interval_ns}")
+        if n:
+            buf = <Level *>malloc(<size_t>(2 * n) * sizeof(Level))
+            if buf == NULL:
+                raise MemoryError()
+        free(self.top_buf)
+        self.top_buf = buf
+        self.top_n = n
+        self.top_interval_ns = interval_ns
 
     cdef void _done(self, int n, int64_t exch_ts) noexcept:
         """``n`` records of one update are complete: count them and time them."""
