@@ -544,6 +544,10 @@ cdef class Book:
             memcpy(self.pool + self.npool, ev.bids, <size_t>ev.nbids * sizeof(Level))
         if ev.nasks:
             memcpy(self.pool + self.npool + ev.nbids, ev.asks, <size_t>ev.nasks * sizeof(Level))
+        for i in range(self.npool, self.npool + ev.nbids + ev.nasks):
+            # the frame the texts pointed into is gone once this returns
+            self.pool[i].ptxt = NULL
+            self.pool[i].qtxt = NULL
         self.npool += need
         self.npend += 1
         return 0
@@ -623,6 +627,8 @@ cdef class Book:
             out[n].pdec = b.dd[w.i][0]
             out[n].qdec = b.dd[w.i][1]
             out[n].flag = 0
+            out[n].ptxt = NULL
+            out[n].qtxt = NULL
             n += 1
             more = walk_next(side, &w)
         return n

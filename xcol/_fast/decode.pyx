@@ -58,6 +58,15 @@ cdef inline const char *strip_quotes(const char *p, size_t *n) noexcept nogil:
     return p
 
 
+cdef inline const char *quoted_text(const char *p, size_t n, uint8_t *len_out) noexcept nogil:
+    """The text inside a quoted JSON token (a number the exchange wrote as a string),
+    or NULL (unquoted numbers, e.g. Deribit's, are re-formatted from the mantissa)."""
+    if n < 3 or n > 257 or p[0] != b'"' or p[n - 1] != b'"':
+        return NULL
+    len_out[0] = <uint8_t>(n - 2)
+    return p + 1
+
+
 cdef inline const char *fast_num(const char *p, int64_t *out, int8_t *dec) noexcept nogil:
     """Digits[.digits] up to 18 digits; NULL if anything else (the exact
     slow path then decides).  Relies on the frame's padding for look-ahead."""
@@ -365,12 +374,16 @@ cdef class Decoder:
                 if ev.nasks == self.ask_cap and self._grow(1) < 0:
                     return NULL
                 lv = &self.ask_buf[ev.nasks]
+            lv.ptxt = p + 2
             p = fast_num(p + 2, &lv.px, &lv.pdec)
             if p == NULL or p[0] != b'"' or p[1] != b',' or p[2] != b'"':
                 return NULL
+            lv.plen = <uint8_t>(p - lv.ptxt)
+            lv.qtxt = p + 3
             p = fast_num(p + 3, &lv.qty, &lv.qdec)
             if p == NULL or p[0] != b'"':
                 return NULL
+            lv.qlen = <uint8_t>(p - lv.qtxt)
             p += 1
             while p[0] == b',':
                 # extra fields (OKX: liquidated orders, order count)
@@ -452,11 +465,13 @@ cdef class Decoder:
             r = parse_num(p, p + n, &lv.px, &lv.pdec)
             if r != NUM_OK:
                 return self._fail(DE_NUMBER, r, b"level price")
+            lv.ptxt = quoted_text(p, n, &lv.plen)
             if arr_next(inner, x) != 1 or val_raw(x, &p, &n) != 0:
                 return self._fail(DE_SHAPE, 0, b"level size")
             r = parse_num(p, p + n, &lv.qty, &lv.qdec)
             if r != NUM_OK:
                 return self._fail(DE_NUMBER, r, b"level size")
+            lv.qtxt = quoted_text(p, n, &lv.qlen)
             if is_bid:
                 ev.nbids += 1
             else:

@@ -491,9 +491,15 @@ cdef class Engine:
                 self._put(b',["', 3)
             else:
                 self._put(b'["', 2)
-            self._put_num(lv[i].px, ps, lv[i].pdec)
-            self._put(b'","', 3)
-            self._put_num(lv[i].qty, qs, lv[i].qdec)
+            if lv[i].ptxt != NULL and lv[i].qtxt != NULL:
+                # the exchange's own text: a copy instead of formatting the mantissa
+                self._put(lv[i].ptxt, lv[i].plen)
+                self._put(b'","', 3)
+                self._put(lv[i].qtxt, lv[i].qlen)
+            else:
+                self._put_num(lv[i].px, ps, lv[i].pdec)
+                self._put(b'","', 3)
+                self._put_num(lv[i].qty, qs, lv[i].qdec)
             self._put(b'"]', 2)
         self._put(b']', 1)
 

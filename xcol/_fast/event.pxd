@@ -1,7 +1,7 @@
 # The decoded event: one reusable C struct that a decoder fills per frame and
 # a book consumes.  Nothing in it is a Python object.
 
-from libc.stdint cimport int64_t, int32_t, int8_t
+from libc.stdint cimport int64_t, int32_t, int8_t, uint8_t
 
 cdef enum EventKind:
     EV_NONE = 0
@@ -29,9 +29,13 @@ cdef enum LevelFlag:
 ctypedef struct Level:
     int64_t px           # mantissa exactly as written
     int64_t qty
+    const char *ptxt     # the exchange's own price text (inside the frame, valid while
+    const char *qtxt     # the frame is being fed; NULL when not available or copied)
     int8_t pdec          # decimals as written
     int8_t qdec
     int8_t flag
+    uint8_t plen         # lengths of ptxt / qtxt
+    uint8_t qlen
 
 ctypedef struct Trade:
     int64_t id

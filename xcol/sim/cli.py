@@ -85,6 +85,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     bl.add_argument("--blast-count", type=int, default=0, help="frames per connection (0: all)")
     bl.add_argument("--blast-max-bytes", type=int, default=0,
                     help="blast only depth messages up to this size (0: all), re-chained")
+    bl.add_argument("--blast-rate", type=float, default=0.0,
+                    help="frames per second per connection (0: as fast as possible)")
+    net.add_argument("--tls-cert", default=None, help="PEM certificate: serve wss:// and https://")
+    net.add_argument("--tls-key", default=None, help="PEM private key for --tls-cert")
     net.add_argument("--timer-spin-ms", type=float, default=1.0,
                      help="delayed lines wake this early and poll until due (0: off)")
     parser.add_argument("--duration", type=float, default=0.0,
@@ -113,7 +117,9 @@ def _config(args: argparse.Namespace) -> object:
         shutdown_grace=args.shutdown_grace, okx_checksum=args.okx_checksum,
         okx_heartbeat=args.okx_heartbeat, deribit_min_heartbeat=args.deribit_min_heartbeat,
         blast=args.blast, blast_count=args.blast_count,
-        blast_max_bytes=args.blast_max_bytes, timer_spin_ms=args.timer_spin_ms, seed=args.seed)
+        blast_max_bytes=args.blast_max_bytes, blast_rate=args.blast_rate,
+        tls_cert=args.tls_cert, tls_key=args.tls_key, timer_spin_ms=args.timer_spin_ms,
+        seed=args.seed)
 
 
 async def _serve(args: argparse.Namespace, cfg: object) -> int:

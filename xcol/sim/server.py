@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import json
 import random
+import ssl
 import time
 from collections import deque
 from collections.abc import Callable
@@ -129,6 +130,10 @@ class SimConfig:
     :param blast: serve pre-framed USD-M depth frames as fast as flow control allows.
     :param blast_count: frames per blast connection (0: unlimited).
     :param blast_max_bytes: blast only messages up to this size (0: all), re-chained.
+    :param blast_rate: frames per second per blast connection (0: as fast as flow control
+        allows); paced in slices of at most 1 ms.
+    :param tls_cert: PEM certificate chain: serve ``wss://``/``https://`` (with ``tls_key``).
+    :param tls_key: PEM private key for ``tls_cert``.
     :param timer_spin_ms: delayed lines wake this early and poll the clock on each event-loop
         turn until a frame is due (sub-millisecond delays; costs CPU while waiting; 0: off).
     """
@@ -151,6 +156,9 @@ class SimConfig:
     blast: bool = False
     blast_count: int = 0
     blast_max_bytes: int = 0
+    blast_rate: float = 0.0
+    tls_cert: str | None = None
+    tls_key: str | None = None
     timer_spin_ms: float = 1.0
     seed: int = 1
 
@@ -632,15 +640,21 @@ class Simulator:
         return [ln.port for ln in self.lines]
 
     def url(self, line: int = 0, path: str = "/") -> str:
-        """``ws://host:port/path`` of a line."""
-        return f"ws://{self.config.host}:{self.lines[line].port}{path}"
+        """``ws://host:port/path`` of a line (``wss://`` with TLS)."""
+        scheme = "wss" if self.config.tls_cert else "ws"
+        return f"{scheme}://{self.config.host}:{self.lines[line].port}{path}"
 
     async def start(self) -> None:
         """Listen on every line's port and start the feed."""
         cfg = self.config
+        ssl_ctx: ssl.SSLContext | None = None
+        if cfg.tls_cert:
+            ssl_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ssl_ctx.load_cert_chain(cfg.tls_cert, cfg.tls_key)
         for ln in self.lines:
             port = cfg.port + ln.index if cfg.port else 0
-            ln.server = await ws_create_server(self._factory(ln), cfg.host, port)
+            ln.server = await ws_create_server(self._factory(ln), cfg.host, port,
+                                               ssl=ssl_ctx)
             ln.port = ln.server.sockets[0].getsockname()[1]
         loop = asyncio.get_running_loop()
         if not cfg.blast:
@@ -881,6 +895,9 @@ class Simulator:
         per = chunks.frames_per_chunk
         await asyncio.sleep(0)  # let the subscribe ack go first
         chunk_bytes = chunks.frame_ends[-1]
+        if self.config.blast_rate > 0:
+            await self._blast_paced(sess, chunks, limit)
+            return
         while not sess.closed:
             written = 0
             while written < (4 << 20):  # several small chunks per turn of the loop
@@ -903,6 +920,38 @@ class Simulator:
                 await sess.resumed.wait()
             else:
                 await asyncio.sleep(0)
+
+    async def _blast_paced(self, sess: _Session, chunks: BlastChunks, limit: int) -> None:
+        """Blast at ``blast_rate`` frames/s: every loop turn (at most 1 ms apart) writes the
+        frames that are due by the clock, in order, across chunk boundaries."""
+        tr = sess.transport.underlying_transport
+        stats = sess.line.stats
+        rate = self.config.blast_rate
+        per = chunks.frames_per_chunk
+        ends = chunks.frame_ends
+        r, k = 1, 0            # next frame: repetition r, index k within it
+        cur = chunks.chunk(r)
+        sent = 0
+        t0 = time.monotonic()
+        while not sess.closed and not (limit and sent >= limit):
+            due = int((time.monotonic() - t0) * rate)
+            if limit:
+                due = min(due, limit)
+            while sent < due and not sess.paused:
+                take = min(due - sent, per - k)
+                start = ends[k - 1] if k else 0
+                tr.write(cur[start:ends[k + take - 1]])
+                sent += take
+                stats.blast_frames += take
+                self.blast_frames += take
+                k += take
+                if k == per:
+                    r, k = r + 1, 0
+                    cur = chunks.chunk(r)
+            if sess.paused:
+                await sess.resumed.wait()
+            else:
+                await asyncio.sleep(0.001)
 
     # ------------------------------------------------------------ http / routing
 

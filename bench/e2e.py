@@ -1,0 +1,454 @@
+"""End-to-end benchmark: simulator in blast mode → WebSocket → collector → sink queue.
+
+The simulator (``xcol sim --blast``, its own process, pinned to core 1) sends the real
+USD-M BTCUSDT depth messages of the corpus capture, pre-framed, with update ids shifted from
+one repetition to the next so the chain keeps holding.  The collector runs in this process,
+pinned to core 0, with the real picows lines, Cython listener, engine, fan-out and one sink
+that discards what it is given (so the numbers stop at the sink queues, as the issue asks).
+
+Runs, in one invocation so they can be compared side by side:
+
+* ``one_line``: one connection, as fast as the simulator can send.
+* ``two_lines``: two connections carrying the same frames; half of the frames are
+  duplicates the arbiter must recognise and drop.
+* ``fixed_rate``: one connection offered ``--rate`` frames/s (default 100,000); code latency
+  (frame read from the socket → record queued, monotonic clock) percentiles at that load.
+* ``cryptofeed``: cryptofeed 2.4.1's ``BinanceFutures`` on one connection against the same
+  simulator, served over ``wss://`` with a self-signed certificate made for the run (the
+  only scheme cryptofeed accepts), in its own process pinned to core 0; it counts L2 book
+  callbacks.  Skipped (``null``) when cryptofeed cannot be imported by
+  ``--cryptofeed-python``.
+
+Throughput is unique updates published per second between the first and the last
+published update (timed by a 1 ms poller), and frames per second over the same interval,
+all lines together.  ``--json PATH`` writes::
+
+    {"xcol": {"one_line": {"unique_msgs_per_s", "frames_per_s", ...},
+              "two_lines": {...}, "code_latency_us": {"p50", "p99", "p999"}, ...},
+     "cryptofeed": {...} | null, "ratio_vs_cryptofeed": float | null, ...}
+
+Usage::
+
+    python bench/e2e.py --json bench/results-e2e.json
+    python bench/e2e.py --frames 400000 --rounds 3 --cryptofeed-python /path/to/venv/python
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import gc
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+USDM_FILE = Path("binance") / "usdm-btcusdt-20240808.gz"
+SYMBOL = "BTCUSDT"
+TARGETS = {
+    "one_line_unique_msgs_per_s_min": 1_500_000,
+    "two_lines_unique_msgs_per_s_min": 1_000_000,
+    "ratio_vs_cryptofeed_min": 30,
+    "code_latency_p99_us_max_at_100k": 5,
+    "code_latency_p999_us_max_at_100k": 20,
+}
+
+
+def corpus_dir() -> Path:
+    """``XCOL_CORPUS`` or ``../shared/corpus`` beside the checkout."""
+    return Path(os.environ.get("XCOL_CORPUS", REPO.parent / "shared" / "corpus"))
+
+
+def free_port_block(n: int) -> int:
+    """A port P such that P .. P+n-1 were free a moment ago."""
+    for _ in range(200):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            p = int(s.getsockname()[1])
+        if p + n >= 65535:
+            continue
+        ok = True
+        for k in range(1, n):
+            with socket.socket() as s2:
+                try:
+                    s2.bind(("127.0.0.1", p + k))
+                except OSError:
+                    ok = False
+                    break
+        if ok:
+            return p
+    raise RuntimeError("no block of free ports")
+
+
+def pin(core: int) -> int | None:
+    """Pin this process to ``core`` when the machine has it; returns the core or None."""
+    if not hasattr(os, "sched_setaffinity") or core not in os.sched_getaffinity(0):
+        return None
+    os.sched_setaffinity(0, {core})
+    return core
+
+
+def make_cert(tmp: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 (openssl CLI)."""
+    cert, key = tmp / "sim.crt", tmp / "sim.key"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True)
+    return cert, key
+
+
+class Sim:
+    """``xcol sim --blast`` in a child process pinned to ``core``."""
+
+    def __init__(self, capture: Path, *, lines: int, frames: int, rate: float = 0.0,
+                 core: int = 1, tls: tuple[Path, Path] | None = None,
+                 max_bytes: int = 0) -> None:
+        self.port = free_port_block(lines)
+        cmd = [sys.executable, "-m", "xcol", "sim", "--exchange", "binance-usdm",
+               "--source", str(capture), "--blast", "--blast-count", str(frames),
+               "--lines", str(lines), "--port", str(self.port), "--stats-every", "0"]
+        if rate:
+            cmd += ["--blast-rate", str(rate)]
+        if max_bytes:
+            cmd += ["--blast-max-bytes", str(max_bytes)]
+        if tls:
+            cmd += ["--tls-cert", str(tls[0]), "--tls-key", str(tls[1])]
+        if hasattr(os, "sched_getaffinity") and core in os.sched_getaffinity(0):
+            cmd = ["taskset", "-c", str(core), *cmd]
+        env = dict(os.environ, PYTHONPATH=str(REPO))
+        self.proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 60
+        while True:
+            if self.proc.poll() is not None:
+                err = self.proc.stderr.read().decode() if self.proc.stderr else ""
+                raise RuntimeError(f"simulator exited: {err[-2000:]}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port + lines - 1), 0.2):
+                    break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError("simulator did not start listening") from None
+                time.sleep(0.05)
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def _null_sink() -> Any:
+    from xcol.sinks.base import Sink
+
+    class NullSink(Sink):
+        """Takes every batch and forgets it: the benchmark ends at the sink queue."""
+
+        def __init__(self) -> None:
+            super().__init__("null")
+            self.records = 0
+
+        @property
+        def healthy(self) -> bool:
+            return True
+
+        async def open(self) -> None:
+            return None
+
+        async def write(self, batch: bytes, n_records: int) -> None:
+            self.records += n_records
+
+        async def flush(self) -> None:
+            return None
+
+        async def close(self) -> None:
+            return None
+
+    return NullSink()
+
+
+def _pcts_us(hist: Any) -> dict[str, float]:
+    p50, p90, p99, p999 = hist.percentiles([50.0, 90.0, 99.0, 99.9])
+    return {"p50": p50 / 1e3, "p90": p90 / 1e3, "p99": p99 / 1e3, "p999": p999 / 1e3,
+            "max": hist.max() / 1e3, "count": hist.total_count}
+
+
+async def _collect(port: int, lines: int, warmup: int, idle_s: float,
+                   timeout_s: float) -> dict[str, Any]:
+    from xcol.app import Collector
+    from xcol.config import load_config
+    from xcol.fanout import QueueSpec
+
+    eps = ",".join(f"ws://127.0.0.1:{port + i}" for i in range(lines))
+    cfg = load_config(None, env={}, overrides=[
+        "feeds.0.exchange=binance-usdm", f"feeds.0.symbols={SYMBOL}", "feeds.0.channels=depth",
+        f"feeds.0.endpoints={eps}", f"feeds.0.rest=http://127.0.0.1:{port}", "runtime.http=",
+        "runtime.top_levels=0",
+    ])
+    col = Collector(cfg)
+    sink = _null_sink()
+    col.fanout.add_sink(sink, QueueSpec(policy="blocking", capacity=1_000_000))
+    eng = col.feeds[0].engine
+    gc.collect()
+    gc.freeze()
+    await col.start()
+    t_first = t_last = 0.0
+    pub_first = pub_last = 0
+    frames_first = frames_last = 0
+    warm = False
+    t_start = time.monotonic()
+
+    def frames() -> int:
+        return sum(int(eng.line_stats(i)["frames"]) for i in range(lines))
+
+    while True:
+        await asyncio.sleep(0.001)
+        now = time.monotonic()
+        pub = eng.published
+        if not warm:
+            if pub >= warmup:
+                warm = True
+                eng.code_ns.reset()
+                t_first, pub_first, frames_first = now, pub, frames()
+                t_last, pub_last, frames_last = now, pub, frames_first
+            elif now - t_start > timeout_s:
+                break
+            continue
+        if pub != pub_last:
+            t_last, pub_last, frames_last = now, pub, frames()
+        elif now - t_last > idle_s or now - t_start > timeout_s:
+            break
+    stats = col.stats()
+    report = await col.stop()
+    gc.unfreeze()
+    span = t_last - t_first
+    counters = eng.arbiter_counters()
+    return {
+        "lines": lines,
+        "unique_msgs_per_s": (pub_last - pub_first) / span if span > 0 else 0.0,
+        "frames_per_s": (frames_last - frames_first) / span if span > 0 else 0.0,
+        "unique_msgs": pub_last - pub_first,
+        "frames": frames_last - frames_first,
+        "seconds": span,
+        "code_latency_us": _pcts_us(eng.code_ns),
+        "duplicates": counters["duplicates"],
+        "stream_gaps": counters["stream_gaps"],
+        "sink_records": sink.records,
+        "synced": all(s["synced"] for s in stats["streams"]),
+        "shutdown_complete": report.complete,
+    }
+
+
+def run_xcol(capture: Path, *, lines: int, frames: int, rate: float = 0.0,
+             warmup: int = 20_000, max_bytes: int = 0) -> dict[str, Any]:
+    """One collector run against a fresh simulator."""
+    import uvloop
+
+    sim = Sim(capture, lines=lines, frames=frames, rate=rate, max_bytes=max_bytes)
+    try:
+        timeout = 120.0 if not rate else frames / rate + 60
+        res: dict[str, Any] = uvloop.run(_collect(sim.port, lines, warmup, 1.0, timeout))
+    finally:
+        sim.close()
+    res["offered_frames_per_s_per_line"] = rate or None
+    res["max_frame_bytes"] = max_bytes or None
+    return res
+
+
+# ---------------------------------------------------------------------------- cryptofeed
+
+
+def cryptofeed_worker(port: int, count: int, timeout_s: float) -> None:
+    """Run cryptofeed against the simulator; prints one JSON line (child process)."""
+    pin(0)
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import peers
+    from cryptofeed import FeedHandler
+    from cryptofeed.connection import RestEndpoint, Routes, WebsocketEndpoint
+    from cryptofeed.defines import L2_BOOK
+    from cryptofeed.exchanges import BinanceFutures
+
+    info = peers._binance_exchange_info(SYMBOL)
+    to_std = peers._ensure_symbols(BinanceFutures, [SYMBOL], lambda _u: info)
+    BinanceFutures.websocket_endpoints = [
+        WebsocketEndpoint(f"wss://127.0.0.1:{port}", options={"compression": None})]
+    BinanceFutures.rest_endpoints = [RestEndpoint(
+        f"https://127.0.0.1:{port}",
+        routes=Routes("/fapi/v1/exchangeInfo", l2book="/fapi/v1/depth?symbol={}&limit={}"))]
+    state = {"n": 0, "t_first": 0.0, "t_last": 0.0}
+
+    async def book(_b: Any, _ts: float) -> None:
+        n = state["n"] = state["n"] + 1
+        now = time.monotonic()
+        if n == 1:
+            state["t_first"] = now
+        state["t_last"] = now
+
+    fh = FeedHandler(config={"log": {"filename": os.devnull, "level": "CRITICAL"},
+                             "uvloop": True})
+    fh.add_feed(BinanceFutures(symbols=[to_std[SYMBOL]], channels=[L2_BOOK],
+                               callbacks={L2_BOOK: book}))
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    fh.run(start_loop=False)
+    t0 = time.monotonic()
+
+    async def watch() -> None:
+        last_n, last_t = 0, time.monotonic()
+        while True:
+            await asyncio.sleep(0.05)
+            now = time.monotonic()
+            if state["n"] != last_n:
+                last_n, last_t = int(state["n"]), now
+            if state["n"] >= count or (state["n"] and now - last_t > 2.0) \
+                    or now - t0 > timeout_s:
+                return
+
+    loop.run_until_complete(watch())
+    n, span = int(state["n"]), state["t_last"] - state["t_first"]
+    print(json.dumps({"book_callbacks": n, "seconds": span,
+                      "unique_msgs_per_s": (n - 1) / span if span > 0 else 0.0}), flush=True)
+    os._exit(0)  # cryptofeed's connections and tasks need not be torn down politely
+
+
+def run_cryptofeed(capture: Path, python: str, frames: int, tmp: Path) -> dict[str, Any] | None:
+    """cryptofeed on one wss:// connection against a TLS simulator, or None."""
+    probe = subprocess.run([python, "-c", "import cryptofeed, sys; "
+                            "from importlib.metadata import version; print(version('cryptofeed'))"],
+                           capture_output=True, text=True)
+    if probe.returncode != 0:
+        print(f"cryptofeed not importable by {python}: skipped", file=sys.stderr)
+        return None
+    cert, key = make_cert(tmp)
+    sim = Sim(capture, lines=1, frames=frames, tls=(cert, key))
+    try:
+        env = dict(os.environ, SSL_CERT_FILE=str(cert))
+        out = subprocess.run(
+            [python, str(Path(__file__).resolve()), "--cryptofeed-worker", str(sim.port),
+             "--frames", str(frames)], env=env, capture_output=True, text=True, timeout=900)
+    finally:
+        sim.close()
+    lines = [ln for ln in out.stdout.splitlines() if ln.startswith("{")]
+    if not lines:
+        raise RuntimeError(f"cryptofeed worker failed: {out.stderr[-3000:]}")
+    res: dict[str, Any] = json.loads(lines[-1])
+    res["version"] = probe.stdout.strip()
+    res["python"] = python
+    return res
+
+
+# ---------------------------------------------------------------------------- main
+
+
+def _median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    runs = sorted(runs, key=lambda r: float(r["unique_msgs_per_s"]))
+    best = dict(runs[len(runs) // 2])
+    best["rounds"] = [round(float(r["unique_msgs_per_s"])) for r in runs]
+    return best
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--frames", type=int, default=600_000,
+                    help="frames per connection in the saturation runs")
+    ap.add_argument("--rate", type=float, default=100_000.0,
+                    help="offered frames/s for the latency run")
+    ap.add_argument("--rate-seconds", type=float, default=5.0)
+    ap.add_argument("--rounds", type=int, default=3, help="saturation rounds (median)")
+    ap.add_argument("--cryptofeed-python", default=sys.executable,
+                    help="interpreter that has cryptofeed 2.4.1 installed")
+    ap.add_argument("--cryptofeed-frames", type=int, default=100_000)
+    ap.add_argument("--no-cryptofeed", action="store_true")
+    ap.add_argument("--json", metavar="PATH", help="write the results as JSON")
+    ap.add_argument("--cryptofeed-worker", type=int, metavar="PORT", help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.cryptofeed_worker:
+        cryptofeed_worker(args.cryptofeed_worker, args.frames - 1000, 600.0)
+        return 0
+
+    capture = corpus_dir() / USDM_FILE
+    if not capture.is_file():
+        print(f"e2e: {capture} not found (set XCOL_CORPUS); the benchmark replays the real "
+              "USD-M capture", file=sys.stderr)
+        return 2
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import hotpath
+
+    core = pin(0)
+    res: dict[str, Any] = {
+        "benchmark": "e2e",
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "machine": hotpath.machine(),
+        "versions": hotpath.versions(),
+        "pinning": {"collector_core": core, "simulator_core": 1 if core is not None else None},
+        "targets": TARGETS,
+    }
+    one, two = [], []
+    for r in range(args.rounds):
+        one.append(run_xcol(capture, lines=1, frames=args.frames))
+        two.append(run_xcol(capture, lines=2, frames=args.frames))
+        print(f"round {r + 1}: one line {one[-1]['unique_msgs_per_s']:,.0f} msg/s, "
+              f"two lines {two[-1]['unique_msgs_per_s']:,.0f} msg/s "
+              f"({two[-1]['frames_per_s']:,.0f} frames/s)", file=sys.stderr)
+    fixed = run_xcol(capture, lines=1, frames=int(args.rate * args.rate_seconds),
+                     rate=args.rate, warmup=int(args.rate))
+    xr = {"one_line": _median_run(one), "two_lines": _median_run(two), "fixed_rate": fixed,
+          "code_latency_us": {k: fixed["code_latency_us"][k] for k in ("p50", "p99", "p999")}}
+    res["xcol"] = xr
+    cf = None
+    if not args.no_cryptofeed:
+        with tempfile.TemporaryDirectory() as td:
+            cf = run_cryptofeed(capture, args.cryptofeed_python, args.cryptofeed_frames,
+                                Path(td))
+    res["cryptofeed"] = cf
+    res["ratio_vs_cryptofeed"] = (xr["one_line"]["unique_msgs_per_s"] / cf["unique_msgs_per_s"]
+                                  if cf and cf["unique_msgs_per_s"] else None)
+    print_table(res)
+    if args.json:
+        Path(args.json).write_text(json.dumps(res, indent=2) + "\n")
+    return 0
+
+
+def print_table(res: dict[str, Any]) -> None:
+    """Human-readable summary."""
+    x = res["xcol"]
+    print(f"\ne2e, {res['machine']['cpu']}, {res['machine']['python']}, {res['date']}")
+    print(f"{'run':28} {'unique msg/s':>14} {'frames/s':>12} {'p50 us':>8} {'p99 us':>8} "
+          f"{'p99.9 us':>9}")
+    for name in ("one_line", "two_lines", "fixed_rate"):
+        r = x[name]
+        c = r["code_latency_us"]
+        print(f"{'xcol ' + name:28} {r['unique_msgs_per_s']:>14,.0f} {r['frames_per_s']:>12,.0f} "
+              f"{c['p50']:>8.2f} {c['p99']:>8.2f} {c['p999']:>9.2f}")
+    cf = res["cryptofeed"]
+    if cf:
+        print(f"{'cryptofeed ' + cf['version']:28} {cf['unique_msgs_per_s']:>14,.0f}")
+        print(f"ratio xcol one line / cryptofeed: {res['ratio_vs_cryptofeed']:.1f}x")
+    else:
+        print("cryptofeed: not run")
+    rounds = [r for r in (x["one_line"].get("rounds"), x["two_lines"].get("rounds")) if r]
+    if rounds:
+        print("rounds (unique msg/s): one line", rounds[0], "two lines",
+              rounds[1] if len(rounds) > 1 else "-")
+
+
+if __name__ == "__main__":
+    with contextlib.suppress(KeyboardInterrupt):
+        sys.exit(main())
