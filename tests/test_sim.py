@@ -631,6 +631,11 @@ def test_blast_small_frames_rechained() -> None:
 
     async def body(sim: Simulator) -> None:
         c = await connect(sim, "/stream?streams=btcusdt@depth@0ms")
+        await until(lambda: len(c.frames) >= 1, 5)
+        await asyncio.sleep(0.2)
+        assert len(c.frames) == 1, "the flood waits for the snapshot request"
+        status, _snap = await http_get(sim.ports[0], "/fapi/v1/depth?symbol=BTCUSDT")
+        assert status == 200
         await until(lambda: len(c.frames) >= n, 20)
         await asyncio.sleep(0.05)
         assert len(c.frames) == n
@@ -642,6 +647,60 @@ def test_blast_small_frames_rechained() -> None:
 
     run(with_sim(SimConfig("binance-usdm", source=[str(cap.path)], blast=True,
                            blast_count=n, blast_max_bytes=700), body))
+
+
+@pytest.mark.corpus
+def test_blast_rate_paces_frames() -> None:
+    """``blast_rate`` spreads the frames over time (3,000 at 10,000/s take >= 0.3 s) and
+    keeps the chain."""
+    cap = need("usdm")
+    n = 3000
+
+    async def body(sim: Simulator) -> None:
+        status, _ = await http_get(sim.ports[0], "/fapi/v1/depth?symbol=BTCUSDT&limit=1000")
+        assert status == 200
+        t0 = time.monotonic()
+        c = await connect(sim, "/public/stream?streams=btcusdt@depth@0ms")
+        await until(lambda: len(c.frames) >= n, 20)
+        elapsed = time.monotonic() - t0
+        assert elapsed >= 0.25
+        await asyncio.sleep(0.05)
+        assert len(c.frames) == n
+        ids = [tuple(int(x) for x in m.groups()) for _t, f in c.frames
+               if (m := _RE_IDS.search(f))]
+        assert len(ids) == n
+        assert all(b[2] == a[1] for a, b in zip(ids, ids[1:], strict=False))
+
+    run(with_sim(SimConfig("binance-usdm", source=[str(cap.path)], blast=True,
+                           blast_count=n, blast_rate=10_000), body))
+
+
+def test_tls_serves_wss_and_https(tmp_path: Path) -> None:
+    """With a certificate the simulator speaks wss:// and https:// on the same ports."""
+    import ssl
+    import subprocess
+
+    cert, key = tmp_path / "c.pem", tmp_path / "k.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    ctx = ssl.create_default_context(cafile=str(cert))
+
+    async def body(sim: Simulator) -> None:
+        assert sim.url(0).startswith("wss://")
+        c = await connect(sim, "/public/stream?streams=" + sim.instruments[0].lower()
+                          + "@depth@0ms", ssl_context=ctx)
+        await until(lambda: len(c.frames) >= 3, 10)
+        reader, writer = await asyncio.open_connection("127.0.0.1", sim.ports[0], ssl=ctx)
+        writer.write(f"GET /fapi/v1/depth?symbol={sim.instruments[0]} HTTP/1.1\r\n"
+                     "Host: 127.0.0.1\r\nConnection: close\r\n\r\n".encode())
+        await writer.drain()
+        raw = await reader.read()
+        writer.close()
+        assert raw.startswith(b"HTTP/1.1 200") and b'"lastUpdateId"' in raw
+
+    run(with_sim(SimConfig("binance-usdm", source=[], symbols=1, rate=200.0,
+                           tls_cert=str(cert), tls_key=str(key)), body))
 
 
 # ============================================================================== CLI

@@ -609,6 +609,9 @@ class Simulator:
             config.exchange, source=config.source, symbols=config.symbols, rate=config.rate,
             seed=config.seed, loop=config.loop, okx_checksum=config.okx_checksum)
         self._blast_chunks: BlastChunks | None = None
+        #: set when a blast REST snapshot was served: blasts start with one frame and wait
+        #: for it (up to 5 s), so a client can sync before the flood fills its buffer
+        self._snapshot_served = asyncio.Event()
         if config.blast:
             if config.exchange != "binance-usdm" or len(config.source) != 1:
                 raise ValueError("blast mode needs --exchange binance-usdm and one --source "
@@ -895,9 +898,26 @@ class Simulator:
         per = chunks.frames_per_chunk
         await asyncio.sleep(0)  # let the subscribe ack go first
         chunk_bytes = chunks.frame_ends[-1]
+        # One frame, then wait for the client's snapshot request before the flood.
+        first = chunks.chunk(1)
+        tr.write(first[:chunks.frame_ends[0]])
+        stats.blast_frames += 1
+        self.blast_frames += 1
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._snapshot_served.wait(), 5.0)
         if self.config.blast_rate > 0:
             await self._blast_paced(sess, chunks, limit)
             return
+        if limit and limit <= per:
+            tr.write(first[chunks.frame_ends[0]:chunks.frame_ends[limit - 1]])
+            stats.blast_frames += limit - 1
+            self.blast_frames += limit - 1
+            return
+        tr.write(first[chunks.frame_ends[0]:])
+        sent = per
+        stats.blast_frames += per - 1
+        self.blast_frames += per - 1
+        r = 2
         while not sess.closed:
             written = 0
             while written < (4 << 20):  # several small chunks per turn of the loop
@@ -929,9 +949,9 @@ class Simulator:
         rate = self.config.blast_rate
         per = chunks.frames_per_chunk
         ends = chunks.frame_ends
-        r, k = 1, 0            # next frame: repetition r, index k within it
+        r, k = 1, 1            # next frame: repetition r, index k within it (0 is sent)
         cur = chunks.chunk(r)
-        sent = 0
+        sent = 1
         t0 = time.monotonic()
         while not sess.closed and not (limit and sent >= limit):
             due = int((time.monotonic() - t0) * rate)
@@ -1022,6 +1042,7 @@ class Simulator:
                                        "parameter 'limit'."})
                 limit = max(1, min(limit, top))
                 if self._blast_chunks is not None and sym == self._blast_chunks.symbol:
+                    self._snapshot_served.set()
                     return 200, self._blast_chunks.snapshot(limit)
                 if sym not in feed.books:
                     return 400, _json({"code": -1121, "msg": "Invalid symbol."})
