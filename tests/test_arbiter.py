@@ -87,6 +87,26 @@ def test_faster_line_wins_and_lag_is_the_delay() -> None:
     assert e.arbiter_counters()["published"] == ref.arbiter_counters()["published"]
     assert top(e) == top(ref)
     assert e.book("BTCUSDT").gaps == 0
+    # the slow line's depth copies were recognised from their headers, not decoded
+    n_depth = sum(1 for f in stream if b"depthUpdate" in f[:80])
+    assert n_depth - 5 <= e.early_duplicates <= n_depth
+    assert s1["gaps"] == 0
+
+
+@pytest.mark.corpus
+def test_early_duplicates_keep_per_line_gap_counting() -> None:
+    """A line that misses an update and then sends copies the book already has still
+    has its own gap counted, from the header of the next copy."""
+    snap, stream = usdm_stream()
+    depth = [f for f in stream if b"depthUpdate" in f[:80]][:400]
+    e = engine(snap)
+    fast = [((i + 1) * MS, f) for i, f in enumerate(depth)]
+    slow = [((i + 1) * MS + 3 * MS, f) for i, f in enumerate(depth) if i != 200]
+    for t, ln, f in merged([fast, slow]):
+        e.feed_on(ln, f, rx=t, rx_wall=1)
+    assert e.line_stats(1)["gaps"] == 1 and e.line_stats(0)["gaps"] == 0
+    assert e.early_duplicates >= len(slow) - 5
+    assert e.arbiter_counters()["stream_gaps"] == 0
 
 
 @pytest.mark.corpus

@@ -97,10 +97,13 @@ cdef class Engine:
     cdef readonly int64_t received        # arbitrated updates received, all lines
     cdef readonly int64_t published       # records written to the output
     cdef readonly int64_t duplicates      # later copies dropped
+    cdef readonly int64_t early_duplicates  # of which recognised from the header alone
+    cdef bint multi_line                  # a frame arrived on a line other than 0
     cdef readonly int64_t unsynced        # updates absorbed while a book (re)syncs
     cdef readonly int64_t stream_gaps     # holes no line filled (post-merge)
 
     cdef int feed_ptr(self, const char *data, size_t n) noexcept
+    cdef int _peek_dup(self, int line, const char *d, size_t n, int64_t rx) noexcept
     cdef int feed_line(self, int line, const char *data, size_t n, int64_t rx,
                        int64_t rx_wall) noexcept
     cdef int _ensure(self, size_t extra) noexcept

@@ -24,14 +24,43 @@ from xcol._fast.event cimport (
     EV_IGNORED, CH_BOOK, CH_BOOK_TOP, CH_BBO, N_CHANNELS,
 )
 from xcol._fast.book cimport (
-    Book, MODE_BINANCE_SPOT, MODE_BINANCE_FUTURES, MODE_OKX, MODE_DERIBIT, MODE_SNAPSHOT,
+    Book, ST_SYNCED, MODE_BINANCE_SPOT, MODE_BINANCE_FUTURES, MODE_OKX, MODE_DERIBIT, MODE_SNAPSHOT,
     AR_APPLIED, AR_BUFFERED, AR_DUPLICATE, AR_GAP, AR_CHECKSUM, AR_UNSYNCED, AR_BAD_NUMBER,
     AR_SNAPSHOT, AR_HELD,
 )
 from xcol._fast.event cimport Level, CH_TRADES
 from xcol._fast.hdr cimport HdrHistogram
 from xcol._fast.num cimport to_scale, format_num, NUM_OK
-from libc.string cimport memcpy, memset
+from libc.string cimport memcpy, memset, memchr
+
+cdef extern from "string.h" nogil:
+    void *memmem(const void *hay, size_t hn, const void *needle, size_t nn)
+
+
+cdef inline const char *_after(const char *p, const char *end, const char *key,
+                               size_t kn) noexcept nogil:
+    """The byte after the first ``key`` in ``[p, end)``, or NULL."""
+    if p == NULL or p >= end:
+        return NULL
+    cdef const char *q = <const char *>memmem(p, <size_t>(end - p), key, kn)
+    if q == NULL:
+        return NULL
+    return q + kn
+
+
+cdef inline const char *_uint(const char *p, const char *end, int64_t *out) noexcept nogil:
+    """Up to 18 digits at ``p``; the byte after them, or NULL."""
+    cdef int64_t v = 0
+    cdef const char *s = p
+    if p == NULL:
+        return NULL
+    while p < end and p - s < 18 and <unsigned char>(p[0] - 48) <= 9:
+        v = v * 10 + (p[0] - 48)
+        p += 1
+    if p == s or p >= end:
+        return NULL
+    out[0] = v
+    return p
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE, PyBytes_FromStringAndSize
 from xcol._fast.clock cimport mono_ns, wall_ns
 
@@ -274,6 +303,63 @@ cdef class Engine:
 
     # ------------------------------------------------- arbitration + output
 
+    cdef int _peek_dup(self, int line, const char *d, size_t n, int64_t rx) noexcept:
+        """A later copy of a Binance depth update, recognised from the frame's header
+        (event type, symbol, update ids) without decoding its levels: counted like any
+        duplicate and returned as R_DUPLICATE_COPY.  Returns 0 when the frame must be
+        decoded (not a depth update, unknown symbol, book not synced, or new)."""
+        cdef const char *end = d + (n if n < 320 else 320)
+        cdef const char *p
+        cdef const char *q
+        cdef int inst
+        cdef int64_t first = 0, seq = 0, prev = -1, last, w
+        cdef PyObject *bp
+        cdef Book b
+        cdef InstState *st
+        cdef LineStat *L
+        p = _after(d, end, b'"e":"depthUpdate"', 17)
+        p = _after(p, end, b'"s":"', 5)
+        if p == NULL:
+            return 0
+        q = <const char *>memchr(p, b'"', <size_t>(end - p))
+        if q == NULL:
+            return 0
+        inst = self.syms.find(p, <size_t>(q - p))
+        if inst < 0:
+            return 0
+        if _uint(_after(q, end, b'"U":', 4), end, &first) == NULL:
+            return 0
+        if _uint(_after(q, end, b'"u":', 4), end, &seq) == NULL:
+            return 0
+        if _uint(_after(q, end, b'"pu":', 5), end, &prev) == NULL:
+            prev = -1
+        bp = PyList_GET_ITEM(self.books, inst * N_CHANNELS + CH_BOOK)
+        if <object>bp is None:
+            return 0
+        b = <Book>bp
+        if b.state != ST_SYNCED or seq > b.last_seq:
+            return 0
+        L = &self.lines[line]
+        L.updates += 1
+        self.received += 1
+        st = &self.ist[inst]
+        last = st.line_seq[line]
+        if last >= 0 and seq > last:
+            if (prev != last) if prev >= 0 else (first != last + 1):
+                L.gaps += 1
+        if seq > last:
+            st.line_seq[line] = seq
+        L.dups += 1
+        self.duplicates += 1
+        self.early_duplicates += 1
+        b.duplicates += 1
+        self.results[<int>AR_DUPLICATE] += 1
+        self.book_events += 1
+        w = b.winner_rx(seq)
+        if w >= 0:
+            (<HdrHistogram>PyList_GET_ITEM(self.lag_hists, line)).record(rx - w)
+        return R_DUPLICATE_COPY
+
     cdef int feed_line(self, int line, const char *data, size_t n, int64_t rx,
                        int64_t rx_wall) noexcept:
         """Process one frame received on ``line`` at ``rx`` (monotonic ns) /
@@ -294,6 +380,12 @@ cdef class Engine:
         self.now = rx
         self.now_wall = rx_wall
         self.cur_line = line
+        if line:
+            self.multi_line = True
+        if self.multi_line and self.venue == VENUE_BINANCE:
+            r = self._peek_dup(line, data, n, rx)
+            if r:
+                return r
         r = self.feed_ptr(data, n)
         if r < 0:
             L.errors += 1
