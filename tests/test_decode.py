@@ -174,8 +174,9 @@ def test_binance_rest_snapshot(frame: bytes, seq: int, ts: int, bids: list[Any],
 
 @pytest.mark.parametrize(
     "frame",
-    [b'{"result":null,"id":1}', b'{"result":["btcusdt@depth"],"id":7}'],
-    ids=["subscribe-ack", "list-subscriptions"],
+    [b'{"result":null,"id":1}', b'{"result":["btcusdt@depth"],"id":7}',
+     b'{"e":"serverShutdown","E":1723075200012}'],
+    ids=["subscribe-ack", "list-subscriptions", "server-shutdown"],
 )
 def test_binance_acks_are_control(frame: bytes) -> None:
     check(decode("binance", frame), kind=CONTROL, channel=CH_NONE, bids=[], asks=[])

@@ -56,6 +56,12 @@ class Line:
     task: asyncio.Task[None] | None = None
     next_id: int = 100
     last_ping: float = 0.0
+    #: make-before-break rotation: set to ask the line loop for a fresh connection
+    rotate: asyncio.Event = field(default_factory=asyncio.Event)
+    rotate_reason: str = ""
+    rotations: int = 0
+    #: win-rate rule: (wins, updates) at the start of the current period
+    period_base: tuple[int, int] = (0, 0)
 
 
 @dataclass
@@ -156,6 +162,11 @@ class Collector:
 
     def _on_control(self, ln: Line) -> Any:
         def handle(line_id: int, payload: bytes) -> None:
+            if b'"serverShutdown"' in payload:
+                self.request_rotation(ln, "serverShutdown")
+                return
+            if not ln.conn.heartbeat:
+                return
             ln.next_id += 1
             reply = protocols.heartbeat_reply(payload, ln.next_id)
             if reply is not None and ln.transport is not None:
@@ -164,11 +175,52 @@ class Collector:
 
     def _factory(self, ln: Line, eng: Engine) -> Callable[[], FeedListener]:
         def make() -> FeedListener:
-            lst = FeedListener(eng, ln.line_id, self.fanout.offer,
-                               self._on_control(ln) if ln.conn.heartbeat else None)
+            lst = FeedListener(eng, ln.line_id, self.fanout.offer, self._on_control(ln))
             ln.listener = lst
             return lst
         return make
+
+    def request_rotation(self, ln: Line, reason: str) -> None:
+        """Replace ``ln``'s connection make-before-break: a new connection is opened and
+        subscribed, and the old one is closed once the new one delivers data."""
+        if ln.transport is not None and not ln.rotate.is_set():
+            ln.rotate_reason = reason
+            ln.rotate.set()
+
+    async def _connect(self, ln: Line, eng: Engine) -> Any:
+        transport, _ = await ws_connect(
+            self._factory(ln, eng), ln.conn.url, max_frame_size=self.cfg.runtime.max_frame_bytes,
+            websocket_handshake_timeout=10)
+        for msg in ln.conn.subscribe:
+            transport.send(WSMsgType.TEXT, msg.encode())
+        if self._paused:
+            transport.underlying_transport.pause_reading()
+        return transport
+
+    async def _make_before_break(self, ln: Line, eng: Engine, old: Any) -> Any:
+        """Open the replacement of ``old``; returns it (``old`` closed) or ``old`` when
+        the replacement could not be made (the old connection then stays)."""
+        reason = ln.rotate_reason
+        old_listener = ln.listener
+        try:
+            new = await self._connect(ln, eng)
+        except Exception as exc:  # noqa: BLE001 - keep the old connection
+            ln.listener = old_listener
+            log.warning("line %d %s: rotation (%s) failed to connect (%s); keeping the "
+                        "current connection", ln.line_id, ln.conn.url, reason, exc)
+            return old
+        lst = ln.listener
+        deadline = time.monotonic() + 10.0
+        while (lst is not None and lst.last_rx == 0 and time.monotonic() < deadline
+               and not self._stopping.is_set()):
+            await asyncio.sleep(0.005)
+        ln.transport = new
+        ln.connected_at = time.monotonic()
+        ln.rotations += 1
+        old.disconnect(False)
+        log.info("line %d %s: rotated (%s), make-before-break", ln.line_id, ln.conn.url,
+                 reason)
+        return new
 
     async def _line_loop(self, ln: Line) -> None:
         rt = self.cfg.runtime
@@ -177,9 +229,7 @@ class Collector:
         while not self._stopping.is_set():
             ln.state = "connecting"
             try:
-                transport, _ = await ws_connect(
-                    self._factory(ln, eng), ln.conn.url, max_frame_size=rt.max_frame_bytes,
-                    websocket_handshake_timeout=10)
+                transport = await self._connect(ln, eng)
             except Exception as exc:  # noqa: BLE001 - any failure means: back off, retry
                 ln.state = "backoff"
                 ln.reconnects += 1
@@ -191,12 +241,18 @@ class Collector:
             ln.transport = transport
             ln.state = "connected"
             ln.connected_at = time.monotonic()
+            ln.rotate.clear()
             backoff.connected()
-            for msg in ln.conn.subscribe:
-                transport.send(WSMsgType.TEXT, msg.encode())
-            if self._paused:
-                transport.underlying_transport.pause_reading()
-            await transport.wait_disconnected()
+            while True:
+                closed = asyncio.ensure_future(transport.wait_disconnected())
+                rotate = asyncio.ensure_future(ln.rotate.wait())
+                await asyncio.wait({closed, rotate}, return_when=asyncio.FIRST_COMPLETED)
+                rotate.cancel()
+                if closed.done():
+                    break
+                closed.cancel()
+                transport = await self._make_before_break(ln, eng, transport)
+                ln.rotate.clear()
             ln.transport = None
             if self._stopping.is_set():
                 break
@@ -231,6 +287,7 @@ class Collector:
     async def _tick_loop(self) -> None:
         """Reorder-window expiry, heartbeats and the stale-stream watchdog."""
         rt = self.cfg.runtime
+        next_period = time.monotonic() + rt.rotation.period_s
         while not self._stopping.is_set():
             await asyncio.sleep(0.001)
             now = monotonic_ns()
@@ -251,9 +308,31 @@ class Collector:
                                     ln.line_id, ln.conn.url, quiet)
                         tr.disconnect(False)
                     elif time.monotonic() - ln.connected_at > rt.rotation.max_age_s:
-                        log.info("line %d: rotating after %.0f s", ln.line_id,
-                                 rt.rotation.max_age_s)
-                        tr.disconnect(False)
+                        self.request_rotation(ln, f"age over {rt.rotation.max_age_s:.0f} s")
+            if time.monotonic() >= next_period:
+                next_period = time.monotonic() + rt.rotation.period_s
+                self._rotate_losers()
+
+    def _rotate_losers(self) -> None:
+        """Win-rate rule: in a feed with several lines, the line that won the smallest
+        share of the updates it carried over the last period is reconnected when that
+        share is below ``rotation.min_win_rate`` (one line per feed per period)."""
+        floor = self.cfg.runtime.rotation.min_win_rate
+        for fr in self.feeds:
+            worst: tuple[float, Line] | None = None
+            for ln in fr.lines:
+                st = fr.engine.line_stats(ln.line_id)
+                wins, updates = int(st["wins"]), int(st["updates"])
+                dw, du = wins - ln.period_base[0], updates - ln.period_base[1]
+                ln.period_base = (wins, updates)
+                if floor <= 0 or len(fr.lines) < 2 or ln.transport is None or du < 100:
+                    continue
+                rate = dw / du
+                if rate < floor and (worst is None or rate < worst[0]):
+                    worst = (rate, ln)
+            if worst is not None:
+                self.request_rotation(worst[1], f"win rate {worst[0]:.1%} below {floor:.0%} "
+                                      f"over {self.cfg.runtime.rotation.period_s:g} s")
 
     async def _snapshot_loop(self, fr: FeedRuntime) -> None:
         """Binance: load a REST snapshot into every book that waits for one."""
@@ -315,7 +394,8 @@ class Collector:
                     "lag_us": {"p50": p50 / 1000, "p99": p99 / 1000,
                                "max": (lag.max() if lag.total_count else 0) / 1000,
                                "count": lag.total_count},
-                    "reconnects": ln.reconnects, "gaps": st["gaps"], "errors": st["errors"],
+                    "reconnects": ln.reconnects, "rotations": ln.rotations,
+                    "gaps": st["gaps"], "errors": st["errors"],
                 })
             for sym in fr.cfg.symbols:
                 if "depth" in fr.cfg.channels:

@@ -149,6 +149,7 @@ cdef enum:
     BK_TRADE = 3
     BK_AGG = 4
     BK_OTHER = 5
+    BK_SHUTDOWN = 6     # "serverShutdown": the server will close this connection soon
 
 # Scratch state while walking a Binance object (kept off the Python heap).
 cdef struct BnState:
@@ -200,6 +201,8 @@ cdef inline int event_kind(const char *p, size_t n) noexcept nogil:
         return BK_TRADE
     if keq(p, n, b"aggTrade", 8):
         return BK_AGG
+    if keq(p, n, b"serverShutdown", 14):
+        return BK_SHUTDOWN
     return BK_OTHER
 
 
@@ -582,6 +585,8 @@ cdef class Decoder:
             ev.channel = CH_BOOK
             ev.first_seq = ev.seq
             ev.ntrades = 0
+        elif kind == BK_SHUTDOWN:
+            ev.kind = EV_CONTROL      # the runtime rotates the connection
         elif kind == BK_OTHER:
             ev.kind = EV_IGNORED
         elif _bn.has_result:

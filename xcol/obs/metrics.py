@@ -258,6 +258,9 @@ def render_stats(stats: Mapping[str, Any], registry: Registry | None = None) -> 
                   _num(c.get("win_rate")), lab)
         reg.counter("xcol_connection_reconnects_total", "Reconnects of the connection.",
                     _num(c.get("reconnects")), lab)
+        reg.counter("xcol_connection_rotations_total",
+                    "Make-before-break replacements of the connection.",
+                    _num(c.get("rotations")), lab)
         reg.counter("xcol_connection_gaps_total", "Sequence gaps seen on the connection.",
                     _num(c.get("gaps")), lab)
         lag = c.get("lag_us")

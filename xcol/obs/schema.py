@@ -51,6 +51,7 @@ class ConnectionStats(TypedDict):
     win_rate: float  # wins / (wins + duplicates), 0.0 before any update
     lag_us: LagSummary
     reconnects: int
+    rotations: int  # make-before-break replacements (age, serverShutdown, win rate)
     gaps: int  # sequence holes seen on this connection
 
 
