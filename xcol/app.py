@@ -73,6 +73,7 @@ class FeedRuntime:
     lines: list[Line] = field(default_factory=list)
     snapshots: TokenBucket | None = None
     snapshot_errors: int = 0
+    resubscribes: int = 0
 
 
 class Collector:
@@ -335,8 +336,13 @@ class Collector:
                                       f"over {self.cfg.runtime.rotation.period_s:g} s")
 
     async def _snapshot_loop(self, fr: FeedRuntime) -> None:
-        """Binance: load a REST snapshot into every book that waits for one."""
-        if not fr.cfg.exchange.startswith("binance") or "depth" not in fr.cfg.channels:
+        """Binance: load a REST snapshot into every book that waits for one.  OKX and
+        Deribit: resubscribe the book channel of a book that lost sync, so the exchange
+        sends a fresh snapshot.  Both rate-limited per feed (``runtime.resync``)."""
+        if "depth" not in fr.cfg.channels:
+            return
+        if not fr.cfg.exchange.startswith("binance"):
+            await self._resubscribe_loop(fr)
             return
         eng = fr.engine
         while not self._stopping.is_set():
@@ -364,6 +370,30 @@ class Collector:
                     if ln.listener is not None:
                         ln.listener.flush()
                         break
+
+    async def _resubscribe_loop(self, fr: FeedRuntime) -> None:
+        eng = fr.engine
+        sent: dict[str, float] = {}
+        while not self._stopping.is_set():
+            await asyncio.sleep(0.02)
+            for book in eng.pending_resyncs():
+                sym = book.symbol
+                # one resubscription per book at a time: give the snapshot 5 s to arrive
+                if time.monotonic() - sent.get(sym, -1e9) < 5.0:
+                    continue
+                assert fr.snapshots is not None
+                if not fr.snapshots.try_acquire(1):
+                    continue
+                sent[sym] = time.monotonic()
+                fr.resubscribes += 1
+                log.info("%s %s: book lost sync; resubscribing for a fresh snapshot",
+                         fr.cfg.exchange, sym)
+                for ln in fr.lines:
+                    if ln.transport is None:
+                        continue
+                    ln.next_id += 2
+                    for msg in protocols.resubscribe(fr.cfg.exchange, sym, ln.next_id):
+                        ln.transport.send(WSMsgType.TEXT, msg.encode())
 
     # ---------------------------------------------------------- observability
 

@@ -108,6 +108,22 @@ def connections(market: str, endpoint: str, symbols: Sequence[str],
     raise ValueError(f"unknown market {market!r}")
 
 
+def resubscribe(market: str, symbol: str, next_id: int = 1000) -> tuple[str, ...]:
+    """OKX and Deribit: the messages that make the exchange send a fresh book snapshot of
+    ``symbol`` (unsubscribe its book channel, subscribe again); empty for Binance, whose
+    books resync from a REST snapshot."""
+    if market == "okx":
+        arg = [{"channel": "books", "instId": symbol}]
+        return tuple(json.dumps({"op": op, "args": arg}, separators=(",", ":"))
+                     for op in ("unsubscribe", "subscribe"))
+    if market == "deribit":
+        chans = [f"book.{symbol}.raw"]
+        return tuple(json.dumps({"jsonrpc": "2.0", "id": next_id + i, "method": m,
+                                 "params": {"channels": chans}}, separators=(",", ":"))
+                     for i, m in enumerate(("public/unsubscribe", "public/subscribe")))
+    return ()
+
+
 def snapshot_request(market: str, rest: str, symbol: str) -> SnapshotRequest | None:
     """The REST depth snapshot request for a Binance book (None elsewhere: OKX and
     Deribit send their snapshot in the stream)."""
