@@ -107,6 +107,7 @@ extensions = [
     ext("engine"),
     ext("hdr"),
     ext("listener"),
+    ext("shm"),
 ]
 
 setup(

@@ -62,6 +62,7 @@ __all__ = [
     "ResyncConfig",
     "RotationConfig",
     "RuntimeConfig",
+    "ShmSinkConfig",
     "SinksConfig",
     "StdoutSinkConfig",
     "add_config_arguments",
@@ -145,9 +146,9 @@ PRESETS: dict[str, tuple[int, float, float]] = {
 }
 
 #: Sink tables this build implements.
-SINK_NAMES = ("stdout", "jsonl")
+SINK_NAMES = ("stdout", "jsonl", "shm")
 #: Sink tables reserved for sinks that exist in the design but not in this build.
-_PLANNED_SINKS = ("redis", "kafka", "parquet", "ilp", "shm", "postgres")
+_PLANNED_SINKS = ("redis", "kafka", "parquet", "ilp", "postgres")
 
 # --------------------------------------------------------------------------- schema
 
@@ -363,16 +364,46 @@ class JsonlSinkConfig(_SinkCommon):
     fsync: bool = field(default=True, metadata=_meta("fsync on flush, rotation and close"))
 
 
+def _ring_name(v: Any) -> str | None:
+    from xcol.shm import check_ring_name
+
+    return check_ring_name(v)
+
+
+@dataclass(frozen=True)
+class ShmSinkConfig(_SinkCommon):
+    """``[sinks.shm]``: a shared-memory ring ``<dir>/<name>`` that local processes follow
+    with :class:`xcol.shm.Reader`; lossy for readers that fall a whole ring behind."""
+
+    name: str = field(default="xcol", metadata=_meta(
+        "ring name: the file <dir>/<name> readers attach to", _ring_name))
+    dir: str = field(default="/dev/shm", metadata=_meta(
+        "directory of the ring file (a tmpfs)",
+        lambda v: "must not be empty" if not v.strip() else None))
+    slots: int = field(default=65536, metadata=_meta(
+        "slots in the ring, a power of two in 16-16777216",
+        lambda v: None if 16 <= v <= 1 << 24 and v & (v - 1) == 0
+        else "must be a power of two in 16-16777216"))
+    slot_size: int = field(default=512, metadata=_meta(
+        "bytes per slot including its 24-byte header, a multiple of 64 in 64-65536; "
+        "longer records span slots",
+        lambda v: None if 64 <= v <= 65536 and v % 64 == 0
+        else "must be a multiple of 64 in 64-65536"))
+    unlink_on_close: bool = field(default=False, metadata=_meta(
+        "remove the ring file on shutdown (default: keep it for readers and restarts)"))
+
+
 @dataclass(frozen=True)
 class SinksConfig:
     """Table ``[sinks]``: one sub-table per sink; absent tables are ``None``."""
 
     stdout: StdoutSinkConfig | None = None
     jsonl: JsonlSinkConfig | None = None
+    shm: ShmSinkConfig | None = None
 
-    def enabled(self) -> list[tuple[str, StdoutSinkConfig | JsonlSinkConfig]]:
+    def enabled(self) -> list[tuple[str, StdoutSinkConfig | JsonlSinkConfig | ShmSinkConfig]]:
         """``(name, config)`` of every configured, enabled sink."""
-        out: list[tuple[str, StdoutSinkConfig | JsonlSinkConfig]] = []
+        out: list[tuple[str, StdoutSinkConfig | JsonlSinkConfig | ShmSinkConfig]] = []
         for name in SINK_NAMES:
             cfg = getattr(self, name)
             if cfg is not None and cfg.enabled:
@@ -776,6 +807,7 @@ _HOOKS: dict[type, Callable[[dict[str, Any], dict[str, Any], _Path], None]] = {
     FeedConfig: _feed_hook,
     StdoutSinkConfig: _sink_hook,
     JsonlSinkConfig: _sink_hook,
+    ShmSinkConfig: _sink_hook,
     BackoffConfig: _backoff_hook,
     Config: _config_hook,
 }

@@ -6,19 +6,20 @@ from typing import TYPE_CHECKING
 
 from xcol.sinks.base import Sink, ThreadedSink
 from xcol.sinks.jsonl import JsonlSink
+from xcol.sinks.shm import ShmSink
 from xcol.sinks.stdout import StdoutSink
 
 if TYPE_CHECKING:
     from xcol.config import SinksConfig
     from xcol.fanout import QueueSpec
 
-__all__ = ["JsonlSink", "Sink", "StdoutSink", "ThreadedSink", "build_sinks"]
+__all__ = ["JsonlSink", "ShmSink", "Sink", "StdoutSink", "ThreadedSink", "build_sinks"]
 
 
 def build_sinks(cfg: SinksConfig) -> list[tuple[Sink, QueueSpec]]:
     """The enabled sinks of ``[sinks]`` with their queue specs, ready for
     :meth:`xcol.fanout.FanOut.add_sink`."""
-    from xcol.config import JsonlSinkConfig
+    from xcol.config import JsonlSinkConfig, ShmSinkConfig
 
     out: list[tuple[Sink, QueueSpec]] = []
     for name, sc in cfg.enabled():
@@ -27,6 +28,9 @@ def build_sinks(cfg: SinksConfig) -> list[tuple[Sink, QueueSpec]]:
         if isinstance(sc, JsonlSinkConfig):
             sink = JsonlSink(sc.path, max_bytes=sc.max_bytes, max_age_s=sc.max_age_s,
                              keep=sc.keep, naming=sc.naming, fsync=sc.fsync, name=name)
+        elif isinstance(sc, ShmSinkConfig):
+            sink = ShmSink(sc.name, dir=sc.dir, slots=sc.slots, slot_size=sc.slot_size,
+                           unlink_on_close=sc.unlink_on_close, name=name)
         else:
             sink = StdoutSink(name=name)
         out.append((sink, spec))
