@@ -58,7 +58,9 @@ def sample_stats() -> Stats:
         {"name": "redis", "policy": "lossy", "queued": 3, "high_water": 512,
          "published": 1195, "dropped": 2, "drops_by_reason": {"queue_full": 2}},
         {"name": "kafka", "policy": "blocking", "queued": 0, "high_water": 64,
-         "published": 1197, "dropped": 0, "paused_s": 0.25},
+         "published": 1197, "dropped": 0, "paused_s": 0.25, "healthy": True,
+         "sink": {"delivered": 1190, "path": "ignored", "ok": True,
+                  "flush_ns": {"p50": 1500, "p99": 9000}}},
     ]
     s["counters"] = {"received": 1500, "published": 1197, "duplicates": 300, "dropped": 3}
     s["uptime_s"] = 12.5

@@ -162,6 +162,13 @@ def test_metrics_parse_strictly(srv: ServerThread) -> None:
     drops = fams["xcol_sink_drops_total"].samples
     assert drops == [("xcol_sink_drops_total",
                       {"sink": "redis", "policy": "lossy", "reason": "queue_full"}, 2.0)]
+    # a sink's own counters: numbers and mappings of numbers, nothing else
+    assert fams["xcol_sink_delivered"].samples == [
+        ("xcol_sink_delivered", {"sink": "kafka", "policy": "blocking"}, 1190.0)]
+    flush = {s[1]["stat"]: s[2] for s in fams["xcol_sink_flush_ns"].samples}
+    assert flush == {"p50": 1500.0, "p99": 9000.0}
+    assert "xcol_sink_path" not in fams and "xcol_sink_ok" not in fams
+    assert fams["xcol_sink_healthy"].samples[0][2] == 1.0
 
 
 def test_head(srv: ServerThread) -> None:

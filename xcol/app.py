@@ -436,11 +436,20 @@ class Collector:
                         "resyncs": max(0, b.snapshots - 1), "levels": list(b.depth()),
                     })
         sinks = []
+        by_name = {sk.name: sk for sk in self.fanout.sinks}
         for s in self.fanout.stats().values():
+            own: dict[str, Any] = {}
+            sk = by_name.get(s.name)
+            if sk is not None:
+                try:
+                    own = sk.stats()
+                except Exception as exc:  # noqa: BLE001 - a broken stats() must not break /stats
+                    own = {"stats_error": f"{type(exc).__name__}: {exc}"}
             sinks.append({"name": s.name, "policy": s.policy, "queued": s.queued,
                           "high_water": s.high_water, "published": s.published,
                           "dropped": s.dropped_total, "drops_by_reason": dict(s.dropped),
-                          "paused_s": s.paused_s})
+                          "paused_s": s.paused_s, "healthy": s.healthy,
+                          "failures": s.failures, "last_error": s.last_error, "sink": own})
         return {
             "connections": conns, "streams": streams,
             # code histograms are in ns and exchange ones in us: both shown 1000x coarser

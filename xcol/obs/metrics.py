@@ -315,6 +315,24 @@ def render_stats(stats: Mapping[str, Any], registry: Registry | None = None) -> 
             reg.counter("xcol_sink_paused_seconds_total",
                         "Time socket reading was paused for this sink (blocking policy).",
                         _num(k["paused_s"]), lab)
+        if "healthy" in k:
+            reg.gauge("xcol_sink_healthy", "1 when the sink is open and working.",
+                      1.0 if k["healthy"] else 0.0, lab)
+        own = k.get("sink")
+        if isinstance(own, Mapping):
+            # the sink's own counters (records, batches, failures, retries, flush times...)
+            for key, v in own.items():
+                name = "xcol_sink_" + re.sub(r"[^a-zA-Z0-9_]", "_", str(key))
+                if isinstance(v, bool):
+                    continue
+                if isinstance(v, int | float):
+                    reg.gauge(name, f"Sink statistic {key!r} (see docs/sinks.md).",
+                              float(v), lab)
+                elif isinstance(v, Mapping):
+                    for sub, x in v.items():
+                        if isinstance(x, int | float) and not isinstance(x, bool):
+                            reg.gauge(name, f"Sink statistic {key!r} (see docs/sinks.md).",
+                                      float(x), {**lab, "stat": sub})
 
     if "uptime_s" in stats:
         reg.gauge("xcol_uptime_seconds", "Seconds since the collector started.",

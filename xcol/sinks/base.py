@@ -16,7 +16,7 @@ import abc
 import asyncio
 import concurrent.futures
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 __all__ = ["Sink", "ThreadedSink"]
 
@@ -52,6 +52,11 @@ class Sink(abc.ABC):
     @abc.abstractmethod
     async def close(self) -> None:
         """Flush and release resources; must tolerate being called when not open."""
+
+    def stats(self) -> dict[str, Any]:
+        """The sink's own counters for ``/stats`` and ``/metrics`` (numbers, or mappings
+        of numbers such as percentiles); the fan-out's queue counters come separately."""
+        return {}
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r}>"
