@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from xcol.sinks.base import Sink, ThreadedSink
+from xcol.sinks.ilp import IlpSink
 from xcol.sinks.jsonl import JsonlSink
 from xcol.sinks.stdout import StdoutSink
 
@@ -12,13 +13,13 @@ if TYPE_CHECKING:
     from xcol.config import SinksConfig
     from xcol.fanout import QueueSpec
 
-__all__ = ["JsonlSink", "Sink", "StdoutSink", "ThreadedSink", "build_sinks"]
+__all__ = ["IlpSink", "JsonlSink", "Sink", "StdoutSink", "ThreadedSink", "build_sinks"]
 
 
 def build_sinks(cfg: SinksConfig) -> list[tuple[Sink, QueueSpec]]:
     """The enabled sinks of ``[sinks]`` with their queue specs, ready for
     :meth:`xcol.fanout.FanOut.add_sink`."""
-    from xcol.config import JsonlSinkConfig
+    from xcol.config import IlpSinkConfig, JsonlSinkConfig
 
     out: list[tuple[Sink, QueueSpec]] = []
     for name, sc in cfg.enabled():
@@ -27,6 +28,12 @@ def build_sinks(cfg: SinksConfig) -> list[tuple[Sink, QueueSpec]]:
         if isinstance(sc, JsonlSinkConfig):
             sink = JsonlSink(sc.path, max_bytes=sc.max_bytes, max_age_s=sc.max_age_s,
                              keep=sc.keep, naming=sc.naming, fsync=sc.fsync, name=name)
+        elif isinstance(sc, IlpSinkConfig):
+            sink = IlpSink(sc.url, name=name, types=sc.types, prefix=sc.measurement_prefix,
+                           timestamp=sc.timestamp, decimals=sc.decimals,
+                           top_layout=sc.top_layout, unique_timestamps=sc.unique_timestamps,
+                           timeout_s=sc.timeout_s, tcp_buffer_bytes=sc.tcp_buffer_bytes,
+                           replay_bytes=sc.replay_bytes)
         else:
             sink = StdoutSink(name=name)
         out.append((sink, spec))
