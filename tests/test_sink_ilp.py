@@ -680,3 +680,40 @@ def test_tcp_server_down_counts_failures_then_resends(run: Runner) -> None:
         assert len(srv.lines) >= len(want)
 
     run(main())
+
+
+def test_tcp_reset_keeps_unacknowledged_bytes(run: Runner) -> None:
+    """Lines written into a connection the server has just dropped are not taken as
+    delivered by a flush; the reconnect sends them again, once."""
+    batch = synth(200, seed=400)
+
+    async def main() -> None:
+        port = free_port()
+        srv = LineServer(port)
+        await srv.start()
+        sink = IlpSink(f"tcp://127.0.0.1:{port}", types=ALL_TYPES, timeout_s=2.0)
+        await sink.open()
+        assert sink._tcp is not None and sink._tcp.proto is not None
+        tr = sink._tcp.proto.transport
+        assert tr is not None
+        tr.pause_reading()  # the client does not see the reset coming: its write "succeeds"
+        await srv.stop()  # aborts the connection: the next bytes meet a reset
+        await sink.write(batch, 200)
+        with pytest.raises((ConnectionError, TimeoutError)):
+            await sink.flush()
+        assert sink.stats()["unacked_bytes"] > 0 and not sink.healthy
+        await sink.close()
+        await srv.start()
+        await sink.open()  # resends what was not acknowledged
+        await sink.flush()  # the fan-out retries the flush that failed
+        await sink.close()
+        t0 = time.monotonic()
+        while len(srv.lines) < sink.lines and time.monotonic() - t0 < 10:
+            await asyncio.sleep(0.01)
+        await srv.stop()
+        st = sink.stats()
+        assert srv.errors == [] and st["unacked_bytes"] == 0
+        assert st["records"] == st["written"] == 200 and st["failures"] >= 1
+        check_lines(srv.lines, expected(records_of(batch), types=ALL_TYPES))  # once each
+
+    run(main())

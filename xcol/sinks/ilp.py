@@ -162,6 +162,18 @@ def _unsent_in_kernel(fd: int) -> int:
     return n
 
 
+_TCP_ESTABLISHED = 1  # tcp_info.tcpi_state (linux/tcp_states.h)
+
+
+def _established(sock: Any) -> bool:
+    """Whether the socket is still ESTABLISHED (Linux TCP_INFO; True where unknown)."""
+    try:
+        info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 8)
+    except (OSError, AttributeError):
+        return True
+    return bool(info[0] == _TCP_ESTABLISHED)
+
+
 class _TcpLink:
     """One TCP connection at a time, plus the bytes sent but not yet acknowledged."""
 
@@ -258,6 +270,9 @@ class _TcpLink:
             await asyncio.sleep(delay)
             delay = min(delay * 2, 0.01)
             p, tr = self._live()
+            if not _established(tr.get_extra_info("socket")):
+                raise ConnectionResetError(f"ILP TCP {self.ep.display}: connection closed "
+                                           f"with {left} bytes not acknowledged")
             now_left = self._pending_bytes(tr)
             now = time.monotonic()
             if now_left < left:
@@ -266,6 +281,11 @@ class _TcpLink:
                 raise TimeoutError(f"ILP TCP {self.ep.display}: {now_left} bytes not "
                                    f"acknowledged for {self.timeout_s} s")
             left = now_left
+        # An empty send queue also follows a reset (the kernel drops what it held): only
+        # an established connection means the peer acknowledged it.
+        p, tr = self._live()
+        if not _established(tr.get_extra_info("socket")):
+            raise ConnectionResetError(f"ILP TCP {self.ep.display}: connection reset")
         self.unacked.clear()
         self.unacked_bytes = 0
 
@@ -274,8 +294,10 @@ class _TcpLink:
         if p is not None and p.transport is not None:
             p.transport.abort()
 
-    async def close(self) -> None:
-        if self.connected:
+    async def close(self, wait: bool = True) -> None:
+        """Close, first waiting for the acknowledgement of what was sent (``wait``, when
+        the connection still looks healthy); what is not acknowledged is kept."""
+        if wait and self.connected:
             try:
                 await self.wait_acked()
             except (OSError, TimeoutError) as exc:
@@ -640,9 +662,10 @@ class IlpSink(Sink):
         self.flush_ns.record(max(1, time.monotonic_ns() - t0))
 
     async def close(self) -> None:
+        ok = self._ok
         self._open = False
         self._ok = False
         if self._tcp is not None:
-            await self._tcp.close()
+            await self._tcp.close(wait=ok)  # after a failure: close at once, keep the bytes
         elif self._http is not None:
             await self._http.close()
