@@ -361,19 +361,9 @@ class IlpEncoder:
 
     def _bbo(self, out: list[bytes], g: tuple[Any, ...]) -> int:
         exch, sym, seq, ts_ex, ts_recv, bid, bq, ask, aq = g
-        s = self._series.get(("bbo", exch, sym, None))
-        if s is None:
-            s = self._series_for("bbo", exch, sym, None, ("bbo", exch, sym, None))
-        if self._by_exchange_ts or not self.unique_timestamps:
-            other, ts = self._ts(s, ts_ex, ts_recv)
-        else:  # the common case, inlined: _ts() and _stamp() for "recv"
-            other = ts_ex
-            ts = int(ts_recv)
-            if ts == s.last_in or s.last_in < ts <= s.last_out:
-                s.last_in = ts
-                ts = s.last_out = s.last_out + 1
-            else:
-                s.last_in = s.last_out = ts
+        key: tuple[str, bytes, bytes, bytes | None] = ("bbo", exch, sym, None)
+        s = self._series.get(key) or self._series_for("bbo", exch, sym, None, key)
+        other, ts = self._ts(s, ts_ex, ts_recv)
         if self._twice:
             vals: tuple[Any, ...] = (bid, bid, bq, bq, ask, ask, aq, aq)
         else:
