@@ -257,6 +257,7 @@ def test_every_key_is_documented() -> None:
         BackoffConfig,
         FeedConfig,
         GcConfig,
+        IlpSinkConfig,
         JsonlSinkConfig,
         ResyncConfig,
         RotationConfig,
@@ -271,7 +272,8 @@ def test_every_key_is_documented() -> None:
                         (RotationConfig, "runtime.rotation."),
                         (ResyncConfig, "runtime.resync."), (FeedConfig, "feeds.N."),
                         (StdoutSinkConfig, "sinks.stdout."), (JsonlSinkConfig, "sinks.jsonl."),
-                        (ShmSinkConfig, "sinks.shm.")]:
+                        (ShmSinkConfig, "sinks.shm."),
+                        (IlpSinkConfig, "sinks.ilp.")]:
         hints = typing.get_type_hints(cls)
         for f in dataclasses.fields(cls):
             if dataclasses.is_dataclass(hints[f.name]) and hints[f.name] is not HostPort:

@@ -58,6 +58,7 @@ __all__ = [
     "FeedConfig",
     "GcConfig",
     "HostPort",
+    "IlpSinkConfig",
     "JsonlSinkConfig",
     "ResyncConfig",
     "RotationConfig",
@@ -146,9 +147,9 @@ PRESETS: dict[str, tuple[int, float, float]] = {
 }
 
 #: Sink tables this build implements.
-SINK_NAMES = ("stdout", "jsonl", "shm")
+SINK_NAMES = ("stdout", "jsonl", "shm", "ilp")
 #: Sink tables reserved for sinks that exist in the design but not in this build.
-_PLANNED_SINKS = ("redis", "kafka", "parquet", "ilp", "postgres")
+_PLANNED_SINKS = ("redis", "kafka", "parquet", "postgres")
 
 # --------------------------------------------------------------------------- schema
 
@@ -393,6 +394,54 @@ class ShmSinkConfig(_SinkCommon):
         "remove the ring file on shutdown (default: keep it for readers and restarts)"))
 
 
+IlpRecordType = Literal["trade", "bbo", "top", "book", "snapshot"]
+
+
+def _ilp_url(v: str) -> str | None:
+    from xcol.sinks.ilp import parse_ilp_url
+
+    try:
+        parse_ilp_url(v)
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
+@dataclass(frozen=True)
+class IlpSinkConfig(_SinkCommon):
+    """``[sinks.ilp]``: InfluxDB line protocol to QuestDB (TCP or HTTP) or InfluxDB (HTTP)."""
+
+    url: str = field(default="tcp://127.0.0.1:9009", metadata=_meta(
+        "tcp://host[:9009] (QuestDB ILP/TCP) or http://[user:pass@]host[:port]/write?db=NAME "
+        "(QuestDB or InfluxDB /write)", _ilp_url))
+    types: tuple[IlpRecordType, ...] = field(default=("trade", "bbo", "top"), metadata=_meta(
+        "record types written (trade, bbo, top, book, snapshot); others are counted as "
+        "skipped", lambda v: "must list at least one type" if not v else (
+            "duplicate type" if len(set(v)) != len(v) else None)))
+    measurement_prefix: str = field(default="", metadata=_meta(
+        "prepended to the measurement names (trades, bbo, book_top, book_delta, "
+        "book_snapshot)", lambda v: None if re.fullmatch(r"[A-Za-z0-9_.\-]*", v)
+        else "use letters, digits, _ . - only"))
+    timestamp: Literal["recv", "exchange"] = field(default="recv", metadata=_meta(
+        "line timestamp: recv (ts_recv, ns) or exchange (ts_exchange ms as ns); the other "
+        "is written as a field"))
+    decimals: Literal["double", "string", "both"] = field(default="double", metadata=_meta(
+        "prices/sizes as float fields written with the exchange's text, as exact string "
+        "fields, or both (<name>_str)"))
+    top_layout: Literal["wide", "rows"] = field(default="wide", metadata=_meta(
+        "top-N records: one line with bid_price_0.. fields, or one line per level"))
+    unique_timestamps: bool = field(default=True, metadata=_meta(
+        "shift a line whose timestamp collides with the previous line of its series by 1 ns"))
+    timeout_s: float = field(default=10.0, metadata=_meta(
+        "connect / HTTP response timeout; TCP: longest time the server may take no data",
+        _positive))
+    tcp_buffer_bytes: int = field(default=4 * 1024 * 1024, metadata=_meta(
+        "TCP: transport write-buffer high-water mark (a write waits below it)", _positive))
+    replay_bytes: int = field(default=64 * 1024 * 1024, metadata=_meta(
+        "TCP: unacknowledged bytes kept for resending before a write waits for the ack",
+        _positive))
+
+
 @dataclass(frozen=True)
 class SinksConfig:
     """Table ``[sinks]``: one sub-table per sink; absent tables are ``None``."""
@@ -400,10 +449,11 @@ class SinksConfig:
     stdout: StdoutSinkConfig | None = None
     jsonl: JsonlSinkConfig | None = None
     shm: ShmSinkConfig | None = None
+    ilp: IlpSinkConfig | None = None
 
-    def enabled(self) -> list[tuple[str, StdoutSinkConfig | JsonlSinkConfig | ShmSinkConfig]]:
+    def enabled(self) -> list[tuple[str, _SinkCommon]]:
         """``(name, config)`` of every configured, enabled sink."""
-        out: list[tuple[str, StdoutSinkConfig | JsonlSinkConfig | ShmSinkConfig]] = []
+        out: list[tuple[str, _SinkCommon]] = []
         for name in SINK_NAMES:
             cfg = getattr(self, name)
             if cfg is not None and cfg.enabled:
@@ -808,6 +858,7 @@ _HOOKS: dict[type, Callable[[dict[str, Any], dict[str, Any], _Path], None]] = {
     StdoutSinkConfig: _sink_hook,
     JsonlSinkConfig: _sink_hook,
     ShmSinkConfig: _sink_hook,
+    IlpSinkConfig: _sink_hook,
     BackoffConfig: _backoff_hook,
     Config: _config_hook,
 }

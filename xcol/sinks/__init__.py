@@ -1,37 +1,65 @@
-"""Sinks: where serialized records go (see docs/sinks.md)."""
+"""Sinks: where serialized records go (see docs/sinks.md).
+
+Sinks with heavy client libraries (Kafka, Parquet, PostgreSQL...) are imported only when
+configured: ``build_sinks`` imports each sink module on first use.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from xcol.sinks.base import Sink, ThreadedSink
 from xcol.sinks.jsonl import JsonlSink
-from xcol.sinks.shm import ShmSink
 from xcol.sinks.stdout import StdoutSink
 
 if TYPE_CHECKING:
     from xcol.config import SinksConfig
     from xcol.fanout import QueueSpec
 
-__all__ = ["JsonlSink", "ShmSink", "Sink", "StdoutSink", "ThreadedSink", "build_sinks"]
+__all__ = ["IlpSink", "JsonlSink", "ShmSink", "Sink", "StdoutSink", "ThreadedSink",
+           "build_sinks"]
+
+#: class name -> module, for the sinks imported lazily
+_LAZY = {"IlpSink": "xcol.sinks.ilp", "ShmSink": "xcol.sinks.shm"}
+
+
+def __getattr__(name: str) -> Any:
+    mod = _LAZY.get(name)
+    if mod is None:
+        raise AttributeError(f"module 'xcol.sinks' has no attribute {name!r}")
+    return getattr(importlib.import_module(mod), name)
 
 
 def build_sinks(cfg: SinksConfig) -> list[tuple[Sink, QueueSpec]]:
     """The enabled sinks of ``[sinks]`` with their queue specs, ready for
     :meth:`xcol.fanout.FanOut.add_sink`."""
-    from xcol.config import JsonlSinkConfig, ShmSinkConfig
+    from xcol import config as c
 
     out: list[tuple[Sink, QueueSpec]] = []
     for name, sc in cfg.enabled():
         spec = sc.queue_spec()
         sink: Sink
-        if isinstance(sc, JsonlSinkConfig):
+        if isinstance(sc, c.JsonlSinkConfig):
             sink = JsonlSink(sc.path, max_bytes=sc.max_bytes, max_age_s=sc.max_age_s,
                              keep=sc.keep, naming=sc.naming, fsync=sc.fsync, name=name)
-        elif isinstance(sc, ShmSinkConfig):
+        elif isinstance(sc, c.ShmSinkConfig):
+            from xcol.sinks.shm import ShmSink
+
             sink = ShmSink(sc.name, dir=sc.dir, slots=sc.slots, slot_size=sc.slot_size,
                            unlink_on_close=sc.unlink_on_close, name=name)
-        else:
+        elif isinstance(sc, c.IlpSinkConfig):
+            from xcol.sinks.ilp import IlpSink
+
+            sink = IlpSink(sc.url, name=name, types=sc.types, prefix=sc.measurement_prefix,
+                           timestamp=sc.timestamp, decimals=sc.decimals,
+                           top_layout=sc.top_layout, unique_timestamps=sc.unique_timestamps,
+                           timeout_s=sc.timeout_s, tcp_buffer_bytes=sc.tcp_buffer_bytes,
+                           replay_bytes=sc.replay_bytes)
+        # -- further sinks: one branch each, importing the module lazily --
+        elif isinstance(sc, c.StdoutSinkConfig):
             sink = StdoutSink(name=name)
+        else:
+            raise ValueError(f"sinks.{name}: no sink implements {type(sc).__name__}")
         out.append((sink, spec))
     return out
