@@ -38,6 +38,8 @@ from xcol.sinks import build_sinks
 log = logging.getLogger("xcol")
 
 CHANNEL_NAMES = {1: "depth", 3: "bbo", 4: "trades"}
+#: OKX/Deribit: seconds before a book still out of sync is resubscribed again.
+RESUBSCRIBE_RETRY_S = 2.0
 
 
 @dataclass
@@ -115,6 +117,7 @@ class Collector:
                 ln.task = asyncio.create_task(self._line_loop(ln), name=f"line-{ln.line_id}")
                 self._tasks.append(ln.task)
             self._tasks.append(asyncio.create_task(self._snapshot_loop(fr)))
+            self._tasks.append(asyncio.create_task(self._resubscribe_loop(fr)))
         self._tasks.append(asyncio.create_task(self._tick_loop()))
 
     def request_stop(self) -> None:
@@ -285,6 +288,39 @@ class Collector:
                     if ln.listener is not None:
                         ln.listener.flush()
                         break
+
+    async def _resubscribe_loop(self, fr: FeedRuntime) -> None:
+        """OKX/Deribit: resync a book that lost sync by resubscribing its channel on the
+        line that wins most (the fastest), so the new in-stream snapshot arrives ahead of
+        that line's later updates.  Rate-limited like Binance snapshots; asked again after
+        ``RESUBSCRIBE_RETRY_S`` if the book is still out of sync."""
+        if fr.cfg.exchange not in ("okx", "deribit") or "depth" not in fr.cfg.channels:
+            return
+        eng = fr.engine
+        asked: dict[str, float] = {}
+        while not self._stopping.is_set():
+            await asyncio.sleep(0.02)
+            for sym in fr.cfg.symbols:
+                book = eng.book(sym)
+                if book.synced or not book.resync_requested:
+                    asked.pop(sym, None)
+                    continue
+                if time.monotonic() - asked.get(sym, -RESUBSCRIBE_RETRY_S) < RESUBSCRIBE_RETRY_S:
+                    continue
+                live = [ln for ln in fr.lines if ln.transport is not None]
+                if not live:
+                    continue
+                assert fr.snapshots is not None
+                if not fr.snapshots.try_acquire(1):
+                    continue
+                ln = max(live, key=lambda x: eng.line_stats(x.line_id)["wins"])
+                msgs = protocols.resubscribe_book(fr.cfg.exchange, sym, ln.next_id + 1)
+                ln.next_id += len(msgs)
+                for msg in msgs:
+                    ln.transport.send(WSMsgType.TEXT, msg.encode())
+                asked[sym] = time.monotonic()
+                log.warning("%s %s: book lost sync; resubscribing on line %d",
+                            fr.cfg.exchange, sym, ln.line_id)
 
     # ---------------------------------------------------------- observability
 

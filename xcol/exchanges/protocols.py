@@ -122,6 +122,22 @@ def snapshot_request(market: str, rest: str, symbol: str) -> SnapshotRequest | N
     return None
 
 
+def resubscribe_book(market: str, symbol: str, next_id: int) -> tuple[str, ...]:
+    """OKX/Deribit: the messages that make a line send a fresh in-stream snapshot of
+    ``symbol``'s book (unsubscribe, then subscribe again); empty for Binance, whose books
+    resync from a REST snapshot.  Deribit requests use ids ``next_id`` and ``next_id + 1``."""
+    if market == "okx":
+        arg = [{"channel": "books", "instId": symbol}]
+        return tuple(json.dumps({"op": op, "args": arg}, separators=(",", ":"))
+                     for op in ("unsubscribe", "subscribe"))
+    if market == "deribit":
+        params = {"channels": [f"book.{symbol}.raw"]}
+        return tuple(json.dumps({"jsonrpc": "2.0", "id": next_id + i, "method": method,
+                                 "params": params}, separators=(",", ":"))
+                     for i, method in enumerate(("public/unsubscribe", "public/subscribe")))
+    return ()
+
+
 TEST_REQUEST = b'"test_request"'
 
 
