@@ -153,6 +153,12 @@ class Collector:
         log.info("shutdown in %.3f s (deadline %.1f s): %s", time.monotonic() - t0,
                  self.cfg.runtime.shutdown_deadline_s,
                  "complete" if report.complete else f"incomplete, left {report.left}")
+        c = self.stats()["counters"]
+        log.info("final counters: received %d published %d duplicates %d dropped %d",
+                 c["received"], c["published"], c["duplicates"], c["dropped"])
+        for sk in self.fanout.stats().values():
+            log.info("final sink %s: offered %d published %d dropped %d queued %d", sk.name,
+                     sk.offered, sk.published, sk.dropped_total, sk.queued)
         return report
 
     # ---------------------------------------------------------- lines
