@@ -61,10 +61,10 @@ def test_gap_on_every_line_resubscribes_and_resyncs(exchange: str, tmp_path: Pat
 
 
 def test_resubscribe_messages() -> None:
-    okx = protocols.resubscribe("okx", "BTC-USDT-SWAP")
+    okx = protocols.resubscribe_book("okx", "BTC-USDT-SWAP", 1)
     assert okx == ('{"op":"unsubscribe","args":[{"channel":"books","instId":"BTC-USDT-SWAP"}]}',
                    '{"op":"subscribe","args":[{"channel":"books","instId":"BTC-USDT-SWAP"}]}')
-    der = protocols.resubscribe("deribit", "BTC-PERPETUAL", 7)
+    der = protocols.resubscribe_book("deribit", "BTC-PERPETUAL", 7)
     assert '"method":"public/unsubscribe"' in der[0] and '"id":7' in der[0]
     assert '"method":"public/subscribe"' in der[1] and '"book.BTC-PERPETUAL.raw"' in der[1]
-    assert protocols.resubscribe("binance-usdm", "BTCUSDT") == ()
+    assert protocols.resubscribe_book("binance-usdm", "BTCUSDT", 1) == ()

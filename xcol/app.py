@@ -38,6 +38,8 @@ from xcol.sinks import build_sinks
 log = logging.getLogger("xcol")
 
 CHANNEL_NAMES = {1: "depth", 3: "bbo", 4: "trades"}
+#: OKX/Deribit: seconds before a book still out of sync is resubscribed again.
+RESUBSCRIBE_RETRY_S = 2.0
 
 
 @dataclass
@@ -122,6 +124,7 @@ class Collector:
                 ln.task = asyncio.create_task(self._line_loop(ln), name=f"line-{ln.line_id}")
                 self._tasks.append(ln.task)
             self._tasks.append(asyncio.create_task(self._snapshot_loop(fr)))
+            self._tasks.append(asyncio.create_task(self._resubscribe_loop(fr)))
         self._tasks.append(asyncio.create_task(self._tick_loop()))
 
     def request_stop(self) -> None:
@@ -157,6 +160,12 @@ class Collector:
         log.info("shutdown in %.3f s (deadline %.1f s): %s", time.monotonic() - t0,
                  self.cfg.runtime.shutdown_deadline_s,
                  "complete" if report.complete else f"incomplete, left {report.left}")
+        c = self.stats()["counters"]
+        log.info("final counters: received %d published %d duplicates %d dropped %d",
+                 c["received"], c["published"], c["duplicates"], c["dropped"])
+        for sk in self.fanout.stats().values():
+            log.info("final sink %s: offered %d published %d dropped %d queued %d", sk.name,
+                     sk.offered, sk.published, sk.dropped_total, sk.queued)
         return report
 
     # ---------------------------------------------------------- lines
@@ -336,13 +345,9 @@ class Collector:
                                       f"over {self.cfg.runtime.rotation.period_s:g} s")
 
     async def _snapshot_loop(self, fr: FeedRuntime) -> None:
-        """Binance: load a REST snapshot into every book that waits for one.  OKX and
-        Deribit: resubscribe the book channel of a book that lost sync, so the exchange
-        sends a fresh snapshot.  Both rate-limited per feed (``runtime.resync``)."""
-        if "depth" not in fr.cfg.channels:
-            return
-        if not fr.cfg.exchange.startswith("binance"):
-            await self._resubscribe_loop(fr)
+        """Binance: load a REST snapshot into every book that waits for one (rate-limited
+        per feed, ``runtime.resync``)."""
+        if not fr.cfg.exchange.startswith("binance") or "depth" not in fr.cfg.channels:
             return
         eng = fr.engine
         while not self._stopping.is_set():
@@ -372,28 +377,38 @@ class Collector:
                         break
 
     async def _resubscribe_loop(self, fr: FeedRuntime) -> None:
+        """OKX/Deribit: resync a book that lost sync by resubscribing its channel on the
+        line that wins most (the fastest), so the new in-stream snapshot arrives ahead of
+        that line's later updates.  Rate-limited like Binance snapshots; asked again after
+        ``RESUBSCRIBE_RETRY_S`` if the book is still out of sync."""
+        if fr.cfg.exchange not in ("okx", "deribit") or "depth" not in fr.cfg.channels:
+            return
         eng = fr.engine
-        sent: dict[str, float] = {}
+        asked: dict[str, float] = {}
         while not self._stopping.is_set():
             await asyncio.sleep(0.02)
-            for book in eng.pending_resyncs():
-                sym = book.symbol
-                # one resubscription per book at a time: give the snapshot 5 s to arrive
-                if time.monotonic() - sent.get(sym, -1e9) < 5.0:
+            for sym in fr.cfg.symbols:
+                book = eng.book(sym)
+                if book.synced or not book.resync_requested:
+                    asked.pop(sym, None)
+                    continue
+                if time.monotonic() - asked.get(sym, -RESUBSCRIBE_RETRY_S) < RESUBSCRIBE_RETRY_S:
+                    continue
+                live = [ln for ln in fr.lines if ln.transport is not None]
+                if not live:
                     continue
                 assert fr.snapshots is not None
                 if not fr.snapshots.try_acquire(1):
                     continue
-                sent[sym] = time.monotonic()
+                ln = max(live, key=lambda x: eng.line_stats(x.line_id)["wins"])
+                msgs = protocols.resubscribe_book(fr.cfg.exchange, sym, ln.next_id + 1)
+                ln.next_id += len(msgs)
+                for msg in msgs:
+                    ln.transport.send(WSMsgType.TEXT, msg.encode())
+                asked[sym] = time.monotonic()
                 fr.resubscribes += 1
-                log.info("%s %s: book lost sync; resubscribing for a fresh snapshot",
-                         fr.cfg.exchange, sym)
-                for ln in fr.lines:
-                    if ln.transport is None:
-                        continue
-                    ln.next_id += 2
-                    for msg in protocols.resubscribe(fr.cfg.exchange, sym, ln.next_id):
-                        ln.transport.send(WSMsgType.TEXT, msg.encode())
+                log.warning("%s %s: book lost sync; resubscribing on line %d",
+                            fr.cfg.exchange, sym, ln.line_id)
 
     # ---------------------------------------------------------- observability
 

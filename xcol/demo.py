@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import socket
 import sys
 import time
@@ -130,4 +131,6 @@ def run_collector(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"xcol run: {exc}", file=sys.stderr)
         return 2
+    logging.basicConfig(level=cfg.runtime.log_level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     return run_loop(_run(cfg))

@@ -305,8 +305,8 @@ cdef class Engine:
 
     cdef int _peek_dup(self, int line, const char *d, size_t n, int64_t rx) noexcept:
         """A later copy of a Binance depth update, recognised from the frame's header
-        (event type, symbol, update ids) without decoding its levels: counted like any
-        duplicate and returned as R_DUPLICATE_COPY.  Returns 0 when the frame must be
+        (event type, symbol, update ids) and its closing bytes without decoding its
+        levels: counted like any duplicate and returned as R_DUPLICATE_COPY.  Returns 0 when the frame must be
         decoded (not a depth update, unknown symbol, book not synced, or new)."""
         cdef const char *end = d + (n if n < 320 else 320)
         cdef const char *p
@@ -317,6 +317,15 @@ cdef class Engine:
         cdef Book b
         cdef InstState *st
         cdef LineStat *L
+        # a whole frame ends its last level array and its object(s): "...]}" bare,
+        # "...]}}" in the combined-stream wrapper; anything else is decoded (and refused)
+        if n < 48 or d[n - 1] != b'}':
+            return 0
+        if d[1] == b's':
+            if d[n - 2] != b'}' or d[n - 3] != b']':
+                return 0
+        elif d[n - 2] != b']':
+            return 0
         p = _after(d, end, b'"e":"depthUpdate"', 17)
         p = _after(p, end, b'"s":"', 5)
         if p == NULL:

@@ -108,22 +108,6 @@ def connections(market: str, endpoint: str, symbols: Sequence[str],
     raise ValueError(f"unknown market {market!r}")
 
 
-def resubscribe(market: str, symbol: str, next_id: int = 1000) -> tuple[str, ...]:
-    """OKX and Deribit: the messages that make the exchange send a fresh book snapshot of
-    ``symbol`` (unsubscribe its book channel, subscribe again); empty for Binance, whose
-    books resync from a REST snapshot."""
-    if market == "okx":
-        arg = [{"channel": "books", "instId": symbol}]
-        return tuple(json.dumps({"op": op, "args": arg}, separators=(",", ":"))
-                     for op in ("unsubscribe", "subscribe"))
-    if market == "deribit":
-        chans = [f"book.{symbol}.raw"]
-        return tuple(json.dumps({"jsonrpc": "2.0", "id": next_id + i, "method": m,
-                                 "params": {"channels": chans}}, separators=(",", ":"))
-                     for i, m in enumerate(("public/unsubscribe", "public/subscribe")))
-    return ()
-
-
 def snapshot_request(market: str, rest: str, symbol: str) -> SnapshotRequest | None:
     """The REST depth snapshot request for a Binance book (None elsewhere: OKX and
     Deribit send their snapshot in the stream)."""
@@ -136,6 +120,22 @@ def snapshot_request(market: str, rest: str, symbol: str) -> SnapshotRequest | N
     if market == "binance-coinm":
         return SnapshotRequest(f"{base}/dapi/v1/depth?symbol={sym}&limit=1000", 20)
     return None
+
+
+def resubscribe_book(market: str, symbol: str, next_id: int) -> tuple[str, ...]:
+    """OKX/Deribit: the messages that make a line send a fresh in-stream snapshot of
+    ``symbol``'s book (unsubscribe, then subscribe again); empty for Binance, whose books
+    resync from a REST snapshot.  Deribit requests use ids ``next_id`` and ``next_id + 1``."""
+    if market == "okx":
+        arg = [{"channel": "books", "instId": symbol}]
+        return tuple(json.dumps({"op": op, "args": arg}, separators=(",", ":"))
+                     for op in ("unsubscribe", "subscribe"))
+    if market == "deribit":
+        params = {"channels": [f"book.{symbol}.raw"]}
+        return tuple(json.dumps({"jsonrpc": "2.0", "id": next_id + i, "method": method,
+                                 "params": params}, separators=(",", ":"))
+                     for i, method in enumerate(("public/unsubscribe", "public/subscribe")))
+    return ()
 
 
 TEST_REQUEST = b'"test_request"'

@@ -1,0 +1,145 @@
+"""Every venue end to end: the collector against the simulator's protocol on two lines.
+
+For each exchange the simulator serves a synthetic feed (two instruments, books and
+trades, plus bookTicker on Binance) on two lines; the collector syncs, arbitrates and
+writes JSONL.  After freezing the feed and draining, the books and the book rebuilt from
+the output equal the simulator's, the output chains from its snapshot, and trades are
+complete.  Venue specifics:
+
+* OKX: checksums are computed by the simulator and checked by the collector; the empty
+  heartbeat update (``seqId == prevSeqId``) is not a gap.
+* Deribit: the collector asks for ``public/set_heartbeat`` (10 s) and must answer every
+  ``test_request``, or the simulator closes the line at the next tick: both lines stay
+  up past two intervals.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+from e2ehelp import (
+    Rig,
+    assert_contiguous,
+    assert_output_exact,
+    read_records,
+    rebuild,
+    run,
+    until,
+)
+
+from xcol.sim.server import SimConfig, line_configs
+
+
+def sim_cfg(exchange: str, **kw: object) -> SimConfig:
+    cfg = SimConfig(exchange=exchange, source=[], symbols=2, rate=300.0,
+                    lines=line_configs(2, delay_ms="0,2"), okx_checksum="compute")
+    for k, v in kw.items():
+        setattr(cfg, k, v)
+    return cfg
+
+
+def check_clean(rig: Rig) -> None:
+    """No gap, no resync, no line error or reconnect; the fast line wins."""
+    stats = rig.col.stats()
+    for st in stats["streams"]:
+        assert st["synced"] and st["gaps"] == 0 and st["resyncs"] == 0, st
+    for c in stats["connections"]:
+        assert c["gaps"] == 0 and c["errors"] == 0 and c["reconnects"] == 0, c
+        assert c["state"] == "connected", c
+    wins = {i: sum(c["wins"] for c in stats["connections"] if c["id"] in rig.line_ids(i))
+            for i in (0, 1)}
+    assert wins[0] > wins[1], wins
+    c = stats["counters"]
+    assert c["received"] == c["published"] + c["duplicates"] + c["dropped"]
+
+
+@pytest.mark.parametrize("exchange", ["binance-spot", "binance-coinm", "binance-usdm"])
+def test_binance_markets_sync_and_publish(tmp_path: Path, exchange: str) -> None:
+    async def body() -> None:
+        async with Rig(sim_cfg(exchange), tmp_path) as rig:
+            await rig.wait_synced()
+            await asyncio.sleep(1.0)
+            await rig.stop()
+            check_clean(rig)
+            rbs = assert_output_exact(rig)
+            recs = read_records(rig.out)
+            for inst, rb in rbs.items():
+                assert rb.snapshots == 1 and rb.books > 50
+                assert rb.seqs == sorted(rb.seqs)
+                assert_contiguous(rb.trade_ids)
+                bbo = [r for r in recs if r["type"] == "bbo" and r["symbol"] == inst]
+                assert bbo and bbo[-1]["seq"] == rig.sim.last_seq(inst)
+                assert (bbo[-1]["bid"], bbo[-1]["bid_qty"], bbo[-1]["ask"],
+                        bbo[-1]["ask_qty"]) == rig.sim.top(inst)
+
+    run(body())
+
+
+def test_okx_books_trades_checksums_and_heartbeat(tmp_path: Path) -> None:
+    async def body() -> None:
+        async with Rig(sim_cfg("okx"), tmp_path) as rig:
+            await rig.wait_synced()
+            await asyncio.sleep(0.7)
+            inst = rig.sim.instruments[0]
+            await rig.settle(0.2)
+            rig.sim.emit_heartbeat(inst)  # the empty update: seqId == prevSeqId
+            await rig.sim.settle(0.2)
+            rig.sim.resume()
+            await asyncio.sleep(0.7)
+            await rig.stop()
+            check_clean(rig)
+            rbs = assert_output_exact(rig, once=False)  # see the xfail test below
+            for name, rb in rbs.items():
+                book = rig.book(name)
+                assert book.checksums_checked >= rb.books and book.checksums_failed == 0
+                assert rb.snapshots == 1
+                assert_contiguous(rb.trade_ids)
+            beats = [r for r in read_records(rig.out) if r["type"] == "book"
+                     and r["symbol"] == inst and r["seq"] == r["prev_seq"]]
+            assert beats and all(r["bids"] == r["asks"] == [] for r in beats)
+
+    run(body())
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "engine bug (xcol/_fast/book.pyx, Book.apply): OKX's empty heartbeat update "
+    "(seqId == prevSeqId == last seqId) chains on the book on every line, so each line's "
+    "copy is applied and published: the same update is published once per line"))
+def test_okx_heartbeat_update_is_published_once(tmp_path: Path) -> None:
+    async def body() -> None:
+        async with Rig(sim_cfg("okx", symbols=1), tmp_path) as rig:
+            await rig.wait_synced()
+            (inst,) = rig.sim.instruments
+            await rig.settle(0.2)
+            rig.sim.emit_heartbeat(inst)
+            await rig.stop()
+            rb = rebuild(read_records(rig.out), inst)
+            assert rb.repeated == []
+
+    run(body())
+
+
+def test_deribit_books_trades_and_test_request_answered(tmp_path: Path) -> None:
+    async def body() -> None:
+        async with Rig(sim_cfg("deribit", rate=150.0), tmp_path) as rig:
+            await rig.wait_synced()
+            lines = rig.col.feeds[0].lines
+            # heartbeat interval 10 s: a test_request at ~10 s; had it gone unanswered,
+            # the simulator would close the line at ~20 s
+            t_sub = asyncio.get_running_loop().time()
+            await until(lambda: asyncio.get_running_loop().time() - t_sub > 21.5, 40,
+                        "two heartbeat intervals", every=0.2)
+            await rig.stop()
+            for i in (0, 1):
+                ls = rig.sim.line_stats(i)
+                assert ls.accepted == 1 and ls.disconnects == 0, (i, ls)
+            assert all(ln.reconnects == 0 for ln in lines)
+            check_clean(rig)
+            rbs = assert_output_exact(rig)
+            for rb in rbs.values():
+                assert rb.snapshots == 1
+                assert_contiguous(rb.trade_ids)
+
+    run(body())
