@@ -321,7 +321,7 @@ cdef class Engine:
         # "...]}}" in the combined-stream wrapper; anything else is decoded (and refused)
         if n < 48 or d[n - 1] != b'}':
             return 0
-        if d[1] == b's':
+        if d[2] == b's':
             if d[n - 2] != b'}' or d[n - 3] != b']':
                 return 0
         elif d[n - 2] != b']':
