@@ -240,6 +240,7 @@ class _File:
     last_append_ns: int = 0
     dirty: bool = False  # journal written since its last fsync
     size: int = 0  # Parquet bytes, once renamed to the final name
+    dir_synced: bool = False  # the journal's directory entry is durable
     pq_file: BinaryIO | None = None
     writer: pq.ParquetWriter | None = None
 
@@ -281,8 +282,14 @@ class _Spool:
                        if e.name.endswith(".json") and e.is_file()]
         except FileNotFoundError:
             return []
-        entries.sort(key=lambda e: (e.stat().st_mtime_ns, e.name))
-        return [Path(e.path) for e in entries]
+        keyed = []
+        for e in entries:
+            try:
+                keyed.append((e.stat().st_mtime_ns, e.name, Path(e.path)))
+            except FileNotFoundError:  # uploaded meanwhile
+                continue
+        keyed.sort()
+        return [p for _, _, p in keyed]
 
     def count(self) -> int:
         try:
@@ -370,7 +377,14 @@ class _Uploader:
         client: Any = None
         while not self._stop.is_set():
             self._wake.clear()
-            markers = self.spool.pending()
+            try:
+                markers = self.spool.pending()
+            except OSError as exc:  # the spool directory itself is unreadable
+                self._failed(exc)
+                self._drain.wait(self.backoff.next_delay())
+                if self._drain.is_set():
+                    return
+                continue
             if not markers:
                 if self._drain.is_set():
                     return
@@ -423,7 +437,10 @@ class _Uploader:
 
     def _upload(self, client: Any, marker: Path) -> bool:
         """Upload one spooled file; False when it is not ready or gone."""
-        info = json.loads(marker.read_bytes())
+        try:
+            info = json.loads(marker.read_bytes())
+        except FileNotFoundError:
+            return False  # done by another uploader of this directory meanwhile
         rel: str = info["path"]
         local = self.spool.root / rel
         if not local.exists():
@@ -553,7 +570,8 @@ class ParquetSink(ThreadedSink):
     :param s3_verify_etag: also compare the ETag with the MD5 (multipart: MD5 of part
         MD5s); turn off for buckets whose ETags are not MD5s (SSE-KMS, SSE-C).
     :param s3_close_timeout_s: at close, keep uploading the spool for up to this long.
-    :param s3_backoff: upload retry backoff (default: 0.5 s doubling up to 60 s).
+    :param s3_backoff: upload retry backoff (default: 0.5 s doubling up to 60 s, full
+        jitter, reset by a verified upload).
     :param multipart_threshold: files larger than this are uploaded in parts.
     :param multipart_chunk: part size.
     :param parse_bytes: parse the held raw records once this many bytes are held.
@@ -656,7 +674,8 @@ class ParquetSink(ThreadedSink):
                     else (0, 0))
         out: dict[str, Any] = {
             "records": self.records, "rows": self.rows, "bad_records": self.bad_records,
-            "rows_open": sum(f.rows for f in self._files.values()),
+            # list() copies the values atomically: the sink thread may be adding files
+            "rows_open": sum(f.rows for f in list(self._files.values())),
             "files_open": len(self._files), "files_written": self.files_written,
             "rows_written": self.rows_written, "bytes_written": self.bytes_written,
             "row_groups": self.row_groups, "journal_bytes": self.journal_bytes,
@@ -687,7 +706,8 @@ class ParquetSink(ThreadedSink):
                 self._spool, self.uploads, bucket=self.s3_bucket, endpoint=self.s3_endpoint,
                 prefix=self.s3_prefix, region=self.s3_region, keep_local=self.keep_local,
                 verify_etag=self.s3_verify_etag,
-                backoff=self._s3_backoff or Backoff(0.5, 60.0, 60.0),
+                # reset_after_s=0: one verified upload starts the next outage from 0.5 s
+                backoff=self._s3_backoff or Backoff(0.5, 60.0, 0.0),
                 multipart_threshold=self.multipart_threshold,
                 multipart_chunk=self.multipart_chunk, name=self.name)
             self._uploader.start()
@@ -751,6 +771,16 @@ class ParquetSink(ThreadedSink):
             if f.dirty:
                 os.fsync(f.wal_file.fileno())
                 f.dirty = False
+            if not f.dir_synced:
+                # A new journal's name (and the directories made for it) must survive a
+                # power loss too: fsync each directory up to the root once.
+                d = f.wal_path.parent
+                while True:
+                    _fsync_dir(d)
+                    if d == self.dir or self.dir not in d.parents:
+                        break
+                    d = d.parent
+                f.dir_synced = True
         self._housekeep()
         self.flushes += 1
         self.flush_ns.record(max(1_000, time.monotonic_ns() - t0))
