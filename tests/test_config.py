@@ -259,6 +259,7 @@ def test_every_key_is_documented() -> None:
         GcConfig,
         IlpSinkConfig,
         JsonlSinkConfig,
+        ParquetSinkConfig,
         ResyncConfig,
         RotationConfig,
         RuntimeConfig,
@@ -273,7 +274,8 @@ def test_every_key_is_documented() -> None:
                         (ResyncConfig, "runtime.resync."), (FeedConfig, "feeds.N."),
                         (StdoutSinkConfig, "sinks.stdout."), (JsonlSinkConfig, "sinks.jsonl."),
                         (ShmSinkConfig, "sinks.shm."),
-                        (IlpSinkConfig, "sinks.ilp.")]:
+                        (IlpSinkConfig, "sinks.ilp."),
+                        (ParquetSinkConfig, "sinks.parquet.")]:
         hints = typing.get_type_hints(cls)
         for f in dataclasses.fields(cls):
             if dataclasses.is_dataclass(hints[f.name]) and hints[f.name] is not HostPort:

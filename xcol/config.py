@@ -60,6 +60,7 @@ __all__ = [
     "HostPort",
     "IlpSinkConfig",
     "JsonlSinkConfig",
+    "ParquetSinkConfig",
     "ResyncConfig",
     "RotationConfig",
     "RuntimeConfig",
@@ -147,9 +148,9 @@ PRESETS: dict[str, tuple[int, float, float]] = {
 }
 
 #: Sink tables this build implements.
-SINK_NAMES = ("stdout", "jsonl", "shm", "ilp")
+SINK_NAMES = ("stdout", "jsonl", "shm", "ilp", "parquet")
 #: Sink tables reserved for sinks that exist in the design but not in this build.
-_PLANNED_SINKS = ("redis", "kafka", "parquet", "postgres")
+_PLANNED_SINKS = ("redis", "kafka", "postgres")
 
 # --------------------------------------------------------------------------- schema
 
@@ -407,6 +408,15 @@ def _ilp_url(v: str) -> str | None:
     return None
 
 
+def _s3_endpoint(v: Any) -> str | None:
+    if not v:
+        return None
+    parts = urlsplit(v)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return f"expected an http:// or https:// URL with a host, got {v!r}"
+    return None
+
+
 @dataclass(frozen=True)
 class IlpSinkConfig(_SinkCommon):
     """``[sinks.ilp]``: InfluxDB line protocol to QuestDB (TCP or HTTP) or InfluxDB (HTTP)."""
@@ -443,6 +453,46 @@ class IlpSinkConfig(_SinkCommon):
 
 
 @dataclass(frozen=True)
+class ParquetSinkConfig(_SinkCommon):
+    """``[sinks.parquet]``: hourly Parquet files per (exchange, channel, instrument), zstd,
+    written atomically, optionally uploaded to S3 through a local spool."""
+
+    preset: Preset = field(default="archival", metadata=_meta(
+        "batching defaults: archival (large batches, flushed every 10 s) or realtime"))
+    dir: str = field(default="data/parquet", metadata=_meta(
+        "root directory of the archive (created)",
+        lambda v: "must not be empty" if not v.strip() else None))
+    max_rows: int = field(default=10_000_000, metadata=_meta(
+        "rotate a file at this many rows (0: no row limit)", _non_negative))
+    max_bytes: int = field(default=1024 * 1024 * 1024, metadata=_meta(
+        "rotate a file once its rows hold this many bytes of uncompressed Arrow data "
+        "(0: no byte limit)", _non_negative))
+    row_group_rows: int = field(default=100_000, metadata=_meta(
+        "rows per Parquet row group", _positive))
+    buffer_bytes: int = field(default=128 * 1024 * 1024, metadata=_meta(
+        "memory for rows not yet in a row group, over all open files", _positive))
+    compression_level: int = field(default=3, metadata=_meta(
+        "zstd level", lambda v: None if 1 <= v <= 22 else "must be in 1-22"))
+    close_grace_s: float = field(default=10.0, metadata=_meta(
+        "close a file this long after its hour ended (and after its last row)",
+        _non_negative))
+    s3_bucket: str = field(default="", metadata=_meta(
+        "upload closed files to this bucket (empty: no upload)"))
+    s3_endpoint: str = field(default="", metadata=_meta(
+        "S3 endpoint URL (empty: AWS's, from the region)", _s3_endpoint))
+    s3_prefix: str = field(default="", metadata=_meta(
+        "key prefix; the key is the prefix plus the path under dir"))
+    s3_region: str = field(default="", metadata=_meta(
+        "region (empty: from the AWS environment / config)"))
+    keep_local: bool = field(default=False, metadata=_meta(
+        "keep a file after its upload verified"))
+    s3_verify_etag: bool = field(default=True, metadata=_meta(
+        "compare the ETag with the file's MD5 (false for SSE-KMS / SSE-C buckets)"))
+    s3_close_timeout_s: float = field(default=5.0, metadata=_meta(
+        "at shutdown, keep uploading the spool this long", _non_negative))
+
+
+@dataclass(frozen=True)
 class SinksConfig:
     """Table ``[sinks]``: one sub-table per sink; absent tables are ``None``."""
 
@@ -450,6 +500,7 @@ class SinksConfig:
     jsonl: JsonlSinkConfig | None = None
     shm: ShmSinkConfig | None = None
     ilp: IlpSinkConfig | None = None
+    parquet: ParquetSinkConfig | None = None
 
     def enabled(self) -> list[tuple[str, _SinkCommon]]:
         """``(name, config)`` of every configured, enabled sink."""
@@ -807,6 +858,14 @@ def _sink_hook(kw: dict[str, Any], raw: dict[str, Any], path: _Path) -> None:
                           f"({low} >= {cap})", _src(raw, "low_watermark"))
 
 
+def _parquet_hook(kw: dict[str, Any], raw: dict[str, Any], path: _Path) -> None:
+    _sink_hook(kw, raw, path)
+    if not kw.get("s3_bucket"):
+        for key in ("s3_endpoint", "s3_prefix", "s3_region"):
+            if kw.get(key):
+                raise ConfigError(_fmt((*path, key)), "needs s3_bucket", _src(raw, key))
+
+
 def _backoff_hook(kw: dict[str, Any], raw: dict[str, Any], path: _Path) -> None:
     base = kw.get("base_s", 0.25)
     cap = kw.get("cap_s", 30.0)
@@ -859,6 +918,7 @@ _HOOKS: dict[type, Callable[[dict[str, Any], dict[str, Any], _Path], None]] = {
     JsonlSinkConfig: _sink_hook,
     ShmSinkConfig: _sink_hook,
     IlpSinkConfig: _sink_hook,
+    ParquetSinkConfig: _parquet_hook,
     BackoffConfig: _backoff_hook,
     Config: _config_hook,
 }

@@ -17,11 +17,12 @@ if TYPE_CHECKING:
     from xcol.config import SinksConfig
     from xcol.fanout import QueueSpec
 
-__all__ = ["IlpSink", "JsonlSink", "ShmSink", "Sink", "StdoutSink", "ThreadedSink",
+__all__ = ["IlpSink", "JsonlSink", "ParquetSink", "ShmSink", "Sink", "StdoutSink", "ThreadedSink",
            "build_sinks"]
 
 #: class name -> module, for the sinks imported lazily
-_LAZY = {"IlpSink": "xcol.sinks.ilp", "ShmSink": "xcol.sinks.shm"}
+_LAZY = {"IlpSink": "xcol.sinks.ilp", "ShmSink": "xcol.sinks.shm",
+         "ParquetSink": "xcol.sinks.parquet"}
 
 
 def __getattr__(name: str) -> Any:
@@ -56,6 +57,17 @@ def build_sinks(cfg: SinksConfig) -> list[tuple[Sink, QueueSpec]]:
                            top_layout=sc.top_layout, unique_timestamps=sc.unique_timestamps,
                            timeout_s=sc.timeout_s, tcp_buffer_bytes=sc.tcp_buffer_bytes,
                            replay_bytes=sc.replay_bytes)
+        elif isinstance(sc, c.ParquetSinkConfig):
+            from xcol.sinks.parquet import ParquetSink  # pyarrow only when configured
+
+            sink = ParquetSink(
+                sc.dir, max_rows=sc.max_rows, max_bytes=sc.max_bytes,
+                row_group_rows=sc.row_group_rows, buffer_bytes=sc.buffer_bytes,
+                compression_level=sc.compression_level, close_grace_s=sc.close_grace_s,
+                s3_bucket=sc.s3_bucket, s3_endpoint=sc.s3_endpoint, s3_prefix=sc.s3_prefix,
+                s3_region=sc.s3_region, keep_local=sc.keep_local,
+                s3_verify_etag=sc.s3_verify_etag, s3_close_timeout_s=sc.s3_close_timeout_s,
+                name=name)
         # -- further sinks: one branch each, importing the module lazily --
         elif isinstance(sc, c.StdoutSinkConfig):
             sink = StdoutSink(name=name)
