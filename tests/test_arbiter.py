@@ -15,6 +15,8 @@ import random
 
 import pytest
 from capture import Frame, frames, need
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from xcol._fast.engine import Engine
 
@@ -294,3 +296,40 @@ def test_book_records_carry_the_exchange_text(fast: bool) -> None:
                 got += 1
     assert e.arbiter_counters()["stream_gaps"] == 0
     assert got >= len(depth) - 2
+
+
+def _trade(tid: int) -> bytes:
+    return (b'{"stream":"btcusdt@trade","data":{"e":"trade","E":1,"T":1,"s":"BTCUSDT",'
+            b'"t":%d,"p":"61800.10","q":"0.001","X":"MARKET","m":true}}' % tid)
+
+
+@given(ids=st.lists(st.integers(1, 600), min_size=1, max_size=300),
+       lines=st.lists(st.integers(0, 2), min_size=300, max_size=300))
+@settings(max_examples=150, deadline=None)
+def test_trades_published_once_in_any_arrival_order(ids: list[int], lines: list[int]) -> None:
+    """Trade copies arriving in any order on several lines: each id is published once,
+    the first time it arrives, unless it is more than 256 ids behind the newest (then it
+    is taken for a copy), exactly as a plain-Python model says."""
+    e = Engine("binance-usdm")
+    e.add_instrument("BTCUSDT", 2, 3)
+    seen: set[int] = set()
+    newest = -1
+    want: list[int] = []
+    for k, tid in enumerate(ids):
+        if newest < 0 or tid - newest >= 256:
+            seen, newest, fresh = {tid}, tid, True
+        elif tid > newest:
+            seen.add(tid)
+            newest, fresh = tid, True
+        elif newest - tid >= 256 or tid in seen:
+            fresh = False
+        else:
+            seen.add(tid)
+            fresh = True
+        if fresh:
+            want.append(tid)
+        e.feed_on(lines[k], _trade(tid), rx=(k + 1) * MS, rx_wall=1)
+    got = [r["id"] for r in _records(e) if r["type"] == "trade"]
+    assert got == want
+    c = e.arbiter_counters()
+    assert c["received"] == c["published"] + c["duplicates"] == len(ids)

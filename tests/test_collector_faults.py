@@ -268,10 +268,6 @@ def test_malformed_frames_are_counted_and_the_collector_keeps_going(tmp_path: Pa
 # ====================================================================== engine bugs
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "engine bug (xcol/_fast/engine.pyx, feed_line, trade branch): trades are arbitrated by "
-    "the highest id seen, so a trade missing on the fast line is dropped as a duplicate "
-    "when a slower line delivers it after the fast line's next trade: never published"))
 def test_trade_missing_on_the_fast_line_is_published_from_the_slow_one(
         tmp_path: Path) -> None:
     async def body() -> None:

@@ -103,10 +103,6 @@ def test_okx_books_trades_checksums_and_heartbeat(tmp_path: Path) -> None:
     run(body())
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "engine bug (xcol/_fast/book.pyx, Book.apply): OKX's empty heartbeat update "
-    "(seqId == prevSeqId == last seqId) chains on the book on every line, so each line's "
-    "copy is applied and published: the same update is published once per line"))
 def test_okx_heartbeat_update_is_published_once(tmp_path: Path) -> None:
     async def body() -> None:
         async with Rig(sim_cfg("okx", symbols=1), tmp_path) as rig:

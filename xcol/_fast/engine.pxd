@@ -1,7 +1,7 @@
 # distutils: language=c++
 # The per-venue pipeline: frame -> decoder -> instrument -> book.
 
-from libc.stdint cimport int64_t
+from libc.stdint cimport int64_t, uint64_t
 
 from xcol._fast.decode cimport Decoder, N_DECODE_ERRORS
 from xcol._fast.event cimport Event, Level, N_CHANNELS
@@ -43,6 +43,8 @@ ctypedef struct InstState:
     int64_t trade_rx
     int64_t line_seq[16]         # MAX_LINES: last depth sequence seen per line
     int64_t last_top             # monotonic ns of the last "top" record
+    uint64_t trade_seen[4]       # bit k: trade id (trade_id - k) was published
+    int64_t hb_seq               # OKX: seqId of the last empty heartbeat update published
 
 cdef class Engine:
     cdef readonly str market

@@ -48,6 +48,43 @@ cdef inline const char *_after(const char *p, const char *end, const char *key,
     return q + kn
 
 
+cdef inline bint _trade_seen(InstState *st, int64_t tid) noexcept nogil:
+    """Mark trade ``tid`` seen; True if it already was (or is too old to tell: more than
+    256 ids behind the newest).  ``trade_seen`` is a 256-bit window below ``trade_id``."""
+    cdef int64_t d
+    cdef int i, src, ws, bs
+    cdef uint64_t v
+    if st.trade_id < 0 or tid - st.trade_id >= 256:
+        st.trade_seen[0] = 1
+        st.trade_seen[1] = 0
+        st.trade_seen[2] = 0
+        st.trade_seen[3] = 0
+        st.trade_id = tid
+        return False
+    if tid > st.trade_id:
+        d = tid - st.trade_id
+        ws = <int>(d >> 6)
+        bs = <int>(d & 63)
+        for i in range(3, -1, -1):
+            v = 0
+            src = i - ws
+            if src >= 0:
+                v = st.trade_seen[src] << bs
+                if bs and src >= 1:
+                    v |= st.trade_seen[src - 1] >> (64 - bs)
+            st.trade_seen[i] = v
+        st.trade_seen[0] |= 1
+        st.trade_id = tid
+        return False
+    d = st.trade_id - tid
+    if d >= 256:
+        return True
+    if (st.trade_seen[d >> 6] >> (d & 63)) & 1:
+        return True
+    st.trade_seen[d >> 6] |= (<uint64_t>1) << (d & 63)
+    return False
+
+
 cdef inline const char *_uint(const char *p, const char *end, int64_t *out) noexcept nogil:
     """Up to 18 digits at ``p``; the byte after them, or NULL."""
     cdef int64_t v = 0
@@ -159,6 +196,7 @@ cdef class Engine:
         memset(&self.ist[i], 0, sizeof(InstState))
         self.ist[i].bbo_seq = -1
         self.ist[i].trade_id = -1
+        self.ist[i].hb_seq = -1
         for j in range(MAX_LINES):
             self.ist[i].line_seq[j] = -1
         self.syms.add(b, len(b), i)
@@ -407,22 +445,30 @@ cdef class Engine:
                 L.updates += 1
                 self.received += units
                 if r == R_BBO:
+                    # a quote older than the latest is superseded: never published
                     last = st.bbo_seq
-                else:
-                    last = st.trade_id
-                if ev.seq <= last:
-                    L.dups += 1
-                    self.duplicates += units
-                    w = st.bbo_rx if r == R_BBO else st.trade_rx
-                    if ev.seq == last:
-                        (<HdrHistogram>PyList_GET_ITEM(self.lag_hists, line)).record(rx - w)
-                    return R_DUPLICATE_COPY
-                if r == R_BBO:
+                    if ev.seq <= last:
+                        L.dups += 1
+                        self.duplicates += units
+                        if ev.seq == last:
+                            (<HdrHistogram>PyList_GET_ITEM(self.lag_hists, line)).record(
+                                rx - st.bbo_rx)
+                        return R_DUPLICATE_COPY
                     st.bbo_seq = ev.seq
                     st.bbo_rx = rx
                 else:
-                    st.trade_id = ev.seq
-                    st.trade_rx = rx
+                    # every trade is published once, also one that a slower line
+                    # delivers after a later trade (a hole on the faster line)
+                    last = st.trade_id
+                    if _trade_seen(st, ev.seq):
+                        L.dups += 1
+                        self.duplicates += units
+                        if ev.seq == last:
+                            (<HdrHistogram>PyList_GET_ITEM(self.lag_hists, line)).record(
+                                rx - st.trade_rx)
+                        return R_DUPLICATE_COPY
+                    if ev.seq == st.trade_id:
+                        st.trade_rx = rx
                 L.wins += 1
                 if self.publish:
                     if r == R_BBO:
@@ -471,6 +517,15 @@ cdef class Engine:
                     L.gaps += 1
             if ev.seq > last:
                 st.line_seq[line] = ev.seq
+        if (r == AR_APPLIED and self.venue == VENUE_OKX and ev.has_prev
+                and ev.prev_seq == ev.seq and ev.nbids == 0 and ev.nasks == 0):
+            # OKX's empty heartbeat update chains on the book on every line: publish
+            # the first copy only
+            st = &self.ist[inst]
+            if st.hb_seq == ev.seq:
+                r = AR_DUPLICATE
+            else:
+                st.hb_seq = ev.seq
         if r == AR_APPLIED or r == AR_SNAPSHOT:
             L.wins += 1
             if self.publish:
