@@ -285,11 +285,6 @@ def test_trade_missing_on_the_fast_line_is_published_from_the_slow_one(
     run(body())
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "engine bug (xcol/_fast/book.pyx, Book.apply): OKX/Deribit updates have no reorder "
-    "window: an update that skips ahead on one line is a post-merge gap at once, even when "
-    "another line delivers the missing update a few milliseconds later (only the Binance "
-    "path holds events for runtime.reorder_window_ms)"))
 @pytest.mark.parametrize("exchange", ["okx", "deribit"])
 def test_okx_deribit_one_line_dropping_is_filled_by_the_other(tmp_path: Path,
                                                             exchange: str) -> None:

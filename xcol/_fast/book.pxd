@@ -61,6 +61,8 @@ ctypedef struct Pending:
     int off                   # index of the first level in the level pool
     int64_t rx                # receive time (monotonic ns) of the first copy
     int line                  # the line that delivered it
+    int32_t checksum          # OKX checksum of the event (when has_checksum)
+    bint has_checksum
 
 cdef class Book:
     cdef readonly str symbol

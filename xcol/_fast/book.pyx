@@ -540,6 +540,8 @@ cdef class Book:
         pp.off = self.npool
         pp.rx = self.now
         pp.line = self.now_line
+        pp.checksum = ev.checksum
+        pp.has_checksum = ev.has_checksum
         if ev.nbids:
             memcpy(self.pool + self.npool, ev.bids, <size_t>ev.nbids * sizeof(Level))
         if ev.nasks:
@@ -580,8 +582,24 @@ cdef class Book:
         if self.npend == 0 or self.state != ST_SYNCED:
             return -1
         pp = &self.pend[0]
-        r = self._binance(pp.first_seq, pp.seq, pp.prev_seq, self.pool + pp.off, pp.nbids,
-                          self.pool + pp.off + pp.nbids, pp.nasks)
+        if self.mode == MODE_BINANCE_SPOT or self.mode == MODE_BINANCE_FUTURES:
+            r = self._binance(pp.first_seq, pp.seq, pp.prev_seq, self.pool + pp.off,
+                              pp.nbids, self.pool + pp.off + pp.nbids, pp.nasks)
+        elif pp.seq <= self.last_seq:
+            self.duplicates += 1
+            r = AR_DUPLICATE
+        elif pp.prev_seq > self.last_seq:
+            return AR_HELD
+        elif pp.prev_seq < self.last_seq or self._apply_levels(
+                self.pool + pp.off, pp.nbids, self.pool + pp.off + pp.nbids, pp.nasks) < 0:
+            self._lose_sync()
+            return AR_GAP
+        else:
+            self.last_seq = pp.seq
+            self.updates += 1
+            if self.trace_on:
+                self._record()
+            r = AR_APPLIED
         if r == AR_HELD:
             return AR_HELD
         if r == AR_GAP:
@@ -603,10 +621,14 @@ cdef class Book:
             self.held_filled += 1
             self.exch_ts = pp.exch_ts
             self._ring(pp.seq, pp.rx)
+        out.has_checksum = pp.has_checksum
+        out.checksum = pp.checksum
         memmove(self.pend, self.pend + 1, <size_t>(self.npend - 1) * sizeof(Pending))
         self.npend -= 1
         if self.npend == 0:
             self.npool = 0
+        if r == AR_APPLIED and self.mode == MODE_OKX and self._okx_check(out) < 0:
+            return AR_CHECKSUM
         return r
 
     cdef int depth(self, bint bids) noexcept:
@@ -755,6 +777,8 @@ cdef class Book:
                 return AR_DUPLICATE
             if self._load(ev.bids, ev.nbids, ev.asks, ev.nasks) < 0:
                 return AR_BAD_NUMBER
+            self.npend = 0              # held updates belong to the old chain
+            self.npool = 0
             self.snapshots += 1
             self.state = ST_SYNCED
             self.resync_requested = False
@@ -778,6 +802,15 @@ cdef class Book:
                 if ev.seq <= self.last_seq and ev.prev_seq < self.last_seq:
                     self.duplicates += 1
                     return AR_DUPLICATE
+                if self.reorder_ns > 0 and ev.prev_seq > self.last_seq:
+                    # ahead: another line may fill the hole within the window
+                    r = self._buffer(ev)
+                    if r == 1:
+                        self.duplicates += 1
+                        return AR_DUPLICATE
+                    if r == 0:
+                        self.held += 1
+                        return AR_HELD
                 self._lose_sync()
                 return AR_GAP
         elif mode == MODE_DERIBIT:

@@ -566,6 +566,8 @@ cdef class Engine:
                     self._done(1 + self._enc_top(inst, line, b), hv.exch_ts)
                 self.published += 1
             elif r != AR_DUPLICATE:
+                if r == AR_GAP or r == AR_CHECKSUM:
+                    self.stream_gaps += 1
                 break
 
     def poll(self, int64_t now) -> int:
