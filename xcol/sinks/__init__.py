@@ -18,7 +18,7 @@ __all__ = ["JsonlSink", "Sink", "StdoutSink", "ThreadedSink", "build_sinks"]
 def build_sinks(cfg: SinksConfig) -> list[tuple[Sink, QueueSpec]]:
     """The enabled sinks of ``[sinks]`` with their queue specs, ready for
     :meth:`xcol.fanout.FanOut.add_sink`."""
-    from xcol.config import JsonlSinkConfig
+    from xcol.config import JsonlSinkConfig, KafkaSinkConfig
 
     out: list[tuple[Sink, QueueSpec]] = []
     for name, sc in cfg.enabled():
@@ -27,6 +27,12 @@ def build_sinks(cfg: SinksConfig) -> list[tuple[Sink, QueueSpec]]:
         if isinstance(sc, JsonlSinkConfig):
             sink = JsonlSink(sc.path, max_bytes=sc.max_bytes, max_age_s=sc.max_age_s,
                              keep=sc.keep, naming=sc.naming, fsync=sc.fsync, name=name)
+        elif isinstance(sc, KafkaSinkConfig):
+            from xcol.sinks.kafka import KafkaSink  # confluent-kafka only when configured
+
+            sink = KafkaSink(sc.bootstrap, topic=sc.topic, key=sc.key,
+                             properties=sc.properties, flush_timeout_s=sc.flush_timeout_s,
+                             queue_full_timeout_s=sc.queue_full_timeout_s, name=name)
         else:
             sink = StdoutSink(name=name)
         out.append((sink, spec))
