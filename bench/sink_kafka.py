@@ -128,7 +128,7 @@ async def one_round(mode: str, bootstrap: str, batches: list[tuple[bytes, int]],
         await sink.close()
     else:
         fan = FanOut()
-        fan.add_sink(sink, QueueSpec(policy="blocking", capacity=n + 1,
+        fan.add_sink(sink, QueueSpec(policy="blocking", capacity=n + 1, warn_ratio=1.0,
                                      max_write_bytes=256 * 1024, flush_interval_s=0.05))
         await fan.start()
         t0 = time.perf_counter()

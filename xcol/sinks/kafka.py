@@ -12,9 +12,12 @@ Routing, per record, from its header only (the record is never parsed or re-enco
 
 Delivery: :meth:`KafkaSink.write` hands every record to librdkafka (or raises);
 :meth:`KafkaSink.flush` waits until librdkafka has a delivery report for each of them and
-raises while some are missing or when some failed, so nothing is lost silently.  The
-producer is polled from the event loop (``poll(0)``, never blocking); a flush waits on a
-worker thread in short slices.  Delivery reports are counted (``delivered``, ``failed`` by
+raises when some failed, or are still missing although the brokers are reachable, so
+nothing is lost silently.  While every broker is down, librdkafka's buffer (no local
+timeout) absorbs the outage: flush neither waits nor fails, the sink reports unhealthy, and
+once the buffer is full ``write`` raises and the fan-out's queue and policy take over.  The
+producer is polled from the event loop (``poll(0)``, never blocking); a flush waits on the
+sink's own thread in short slices.  Delivery reports are counted (``delivered``, ``failed`` by
 reason) and reconcile: ``records = delivered + failed + pending``.
 
 Idempotence: librdkafka refuses ``acks=1`` with ``enable.idempotence=true`` (the idempotent
@@ -30,6 +33,7 @@ new producer id from the new broker) and produces them again before anything new
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import json
 import logging
@@ -243,7 +247,10 @@ class KafkaSink(Sink):
         self._clock = clock
         self._producer: Producer | None = None
         self._poller: asyncio.Task[None] | None = None
-        self._in_thread = False  # a flush slice serves callbacks on a worker thread
+        # Flush slices run on this sink's own thread; while one runs, delivery callbacks
+        # fire there, so nothing else may poll the producer.
+        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+        self._slice: concurrent.futures.Future[int] | None = None
         self._routes: dict[bytes, tuple[str, bytes | None]] = {}
         self._partial: tuple[bytes, int] | None = None  # (batch, next record index)
         self._resend: list[tuple[str, bytes | None, bytes | None]] = []
@@ -393,21 +400,21 @@ class KafkaSink(Sink):
         """Replace the producer: purge it, collect its records, produce them again."""
         old = self._producer
         if old is not None:
+            # Purged records come back as delivery reports; collect them (the mode stays on
+            # until every one is back, also across a retry of an interrupted rebuild).
             self._collect = True
-            try:
-                old.purge(True, True)
-                deadline = self._clock() + max(5.0, self.flush_timeout_s)
-                while self.pending > len(self._resend):
-                    old.poll(0)
-                    if self.pending <= len(self._resend):
-                        break
-                    if self._clock() >= deadline:
-                        raise KafkaSinkError(
-                            f"kafka sink {self.name}: producer rebuild: "
-                            f"{self.pending - len(self._resend)} purged records not reported")
-                    await asyncio.sleep(0.002)
-            finally:
-                self._collect = False
+            old.purge(True, True)
+            deadline = self._clock() + max(5.0, self.flush_timeout_s)
+            while self.pending > len(self._resend):
+                old.poll(0)
+                if self.pending <= len(self._resend):
+                    break
+                if self._clock() >= deadline:
+                    raise KafkaSinkError(
+                        f"kafka sink {self.name}: producer rebuild: "
+                        f"{self.pending - len(self._resend)} purged records not reported yet")
+                await asyncio.sleep(0.002)
+            self._collect = False
             self._producer = None
             del old  # librdkafka's handle is destroyed here (nothing left in it)
         self._producer = self._new_producer()
@@ -454,10 +461,14 @@ class KafkaSink(Sink):
             self._poller = asyncio.create_task(self._poll_loop(),
                                                name=f"xcol-kafka-poll-{self.name}")
 
+    def _slice_running(self) -> bool:
+        cf = self._slice
+        return cf is not None and not cf.done()
+
     async def _poll_loop(self) -> None:
         while True:
             p = self._producer
-            if p is not None and not self._in_thread:
+            if p is not None and not self._slice_running():
                 p.poll(0)
                 if self.delivered != self._seen_delivered:
                     self._seen_delivered = self.delivered
@@ -471,10 +482,13 @@ class KafkaSink(Sink):
         s = rec.find(_SEQ, e)
         if not rec.startswith(_TYPE) or t_end < 0 or e < 0 or s < 0:
             return None
-        rtype = rec[9:t_end].decode()
-        fields = {"channel": CHANNELS.get(rtype, rtype), "exchange": rec[t_end + 14:e].decode(),
-                  "symbol": rec[e + 12:s].decode()}
-        if any('"' in v or "\\" in v for v in fields.values()):
+        try:
+            rtype = rec[9:t_end].decode()
+            fields = {"channel": CHANNELS.get(rtype, rtype),
+                      "exchange": rec[t_end + 14:e].decode(), "symbol": rec[e + 12:s].decode()}
+        except UnicodeDecodeError:
+            return None
+        if any(not v or '"' in v or "\\" in v for v in fields.values()):
             return None
         topic = _topic_name(self.topic_template.format(**fields))
         key = self.key_template.format(**fields).encode() if self.key_template else None
@@ -600,11 +614,15 @@ class KafkaSink(Sink):
         self._count_failed(_BAD_RECORD, None, f"record without the standard header: "
                            f"{rec[:80]!r}")
 
-    async def _drain(self, timeout: float) -> bool:
+    async def _drain(self, timeout: float, *, while_up: bool = False) -> bool:
         """Wait up to ``timeout`` until every record has a final delivery report, flushing
-        librdkafka on a worker thread in short slices (linger is skipped while flushing).
-        True when nothing is pending."""
+        librdkafka on a worker thread in short slices (linger is skipped while flushing);
+        with ``while_up``, stop waiting as soon as the brokers are reported down.  True
+        when nothing is pending."""
         deadline = self._clock() + timeout
+        if self._slice is not None and not self._slice.done():
+            # A slice left running by a cancelled drain: let it end before polling here.
+            await asyncio.wrap_future(self._slice)
         while True:
             if self._need_rebuild:
                 await self._rebuild()
@@ -615,13 +633,13 @@ class KafkaSink(Sink):
                 return self.pending == 0
             p.poll(0)
             left = deadline - self._clock()
-            if self.pending == 0 or left <= 0:
+            if self.pending == 0 or left <= 0 or (while_up and not self._up):
                 return self.pending == 0
-            self._in_thread = True
-            try:
-                await asyncio.to_thread(p.flush, min(left, _FLUSH_SLICE_S))
-            finally:
-                self._in_thread = False
+            if self._executor is None:
+                self._executor = concurrent.futures.ThreadPoolExecutor(
+                    max_workers=1, thread_name_prefix=f"xcol-sink-{self.name}")
+            self._slice = self._executor.submit(p.flush, min(left, _FLUSH_SLICE_S))
+            await asyncio.wrap_future(self._slice)
 
     async def flush(self) -> None:
         """Wait until every record written so far is delivered.
@@ -639,7 +657,7 @@ class KafkaSink(Sink):
         self._failing = True
         self.flushes += 1
         t0 = time.perf_counter_ns()
-        done = await self._drain(self.flush_timeout_s if self._up else 0.0)
+        done = await self._drain(self.flush_timeout_s, while_up=True)
         if done and self.delivered != self._seen_delivered:
             self._seen_delivered = self.delivered
             self._up = True
@@ -687,3 +705,6 @@ class KafkaSink(Sink):
                                  "open()")
         # Nothing pending: dropping the last reference destroys librdkafka's handle.
         self._producer = None
+        if self._executor is not None:
+            self._executor.shutdown(wait=False)
+            self._executor = None
