@@ -16,8 +16,8 @@ raises when some failed, or are still missing although the brokers are reachable
 nothing is lost silently.  While every broker is down, librdkafka's buffer (no local
 timeout) absorbs the outage: flush neither waits nor fails, the sink reports unhealthy, and
 once the buffer is full ``write`` raises and the fan-out's queue and policy take over.  The
-producer is polled from the event loop (``poll(0)``, never blocking); a flush waits on the
-sink's own thread in short slices.  Delivery reports are counted (``delivered``, ``failed`` by
+producer is polled from the event loop (``poll(0)``/``flush(0)``, never blocking), also while
+a flush waits.  Delivery reports are counted (``delivered``, ``failed`` by
 reason) and reconcile: ``records = delivered + failed + pending``.
 
 Idempotence: librdkafka refuses ``acks=1`` with ``enable.idempotence=true`` (the idempotent
@@ -33,7 +33,6 @@ new producer id from the new broker) and produces them again before anything new
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
 import json
 import logging
@@ -120,8 +119,8 @@ _EPOCH_STORM = 5
 _ROUTES_MAX = 65536
 # Records produced between two yields to the event loop inside one write.
 _YIELD_EVERY = 2048
-# One slice of a threaded flush: short, so a flush notices a producer rebuild quickly.
-_FLUSH_SLICE_S = 0.1
+# Longest sleep between two polls while a flush waits for delivery reports.
+_DRAIN_POLL_MAX_S = 0.005
 
 
 class KafkaSinkError(RuntimeError):
@@ -247,10 +246,6 @@ class KafkaSink(Sink):
         self._clock = clock
         self._producer: Producer | None = None
         self._poller: asyncio.Task[None] | None = None
-        # Flush slices run on this sink's own thread; while one runs, delivery callbacks
-        # fire there, so nothing else may poll the producer.
-        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
-        self._slice: concurrent.futures.Future[int] | None = None
         self._routes: dict[bytes, tuple[str, bytes | None]] = {}
         self._partial: tuple[bytes, int] | None = None  # (batch, next record index)
         self._resend: list[tuple[str, bytes | None, bytes | None]] = []
@@ -461,14 +456,10 @@ class KafkaSink(Sink):
             self._poller = asyncio.create_task(self._poll_loop(),
                                                name=f"xcol-kafka-poll-{self.name}")
 
-    def _slice_running(self) -> bool:
-        cf = self._slice
-        return cf is not None and not cf.done()
-
     async def _poll_loop(self) -> None:
         while True:
             p = self._producer
-            if p is not None and not self._slice_running():
+            if p is not None:
                 p.poll(0)
                 if self.delivered != self._seen_delivered:
                     self._seen_delivered = self.delivered
@@ -615,14 +606,14 @@ class KafkaSink(Sink):
                            f"{rec[:80]!r}")
 
     async def _drain(self, timeout: float, *, while_up: bool = False) -> bool:
-        """Wait up to ``timeout`` until every record has a final delivery report, flushing
-        librdkafka on a worker thread in short slices (linger is skipped while flushing);
-        with ``while_up``, stop waiting as soon as the brokers are reported down.  True
-        when nothing is pending."""
+        """Wait up to ``timeout`` until every record has a final delivery report; with
+        ``while_up``, stop waiting as soon as the brokers are reported down.  True when
+        nothing is pending.
+
+        Polls from the loop: ``flush(0)`` serves delivery reports without blocking and
+        makes librdkafka send what lingers now; short sleeps in between."""
         deadline = self._clock() + timeout
-        if self._slice is not None and not self._slice.done():
-            # A slice left running by a cancelled drain: let it end before polling here.
-            await asyncio.wrap_future(self._slice)
+        delay = 0.0005
         while True:
             if self._need_rebuild:
                 await self._rebuild()
@@ -631,15 +622,12 @@ class KafkaSink(Sink):
             p = self._producer
             if p is None:
                 return self.pending == 0
-            p.poll(0)
-            left = deadline - self._clock()
-            if self.pending == 0 or left <= 0 or (while_up and not self._up):
+            p.flush(0)
+            if (self.pending == 0 or self._clock() >= deadline
+                    or (while_up and not self._up)):
                 return self.pending == 0
-            if self._executor is None:
-                self._executor = concurrent.futures.ThreadPoolExecutor(
-                    max_workers=1, thread_name_prefix=f"xcol-sink-{self.name}")
-            self._slice = self._executor.submit(p.flush, min(left, _FLUSH_SLICE_S))
-            await asyncio.wrap_future(self._slice)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, _DRAIN_POLL_MAX_S)
 
     async def flush(self) -> None:
         """Wait until every record written so far is delivered.
@@ -705,6 +693,3 @@ class KafkaSink(Sink):
                                  "open()")
         # Nothing pending: dropping the last reference destroys librdkafka's handle.
         self._producer = None
-        if self._executor is not None:
-            self._executor.shutdown(wait=False)
-            self._executor = None
