@@ -117,8 +117,8 @@ _RESEND = (KafkaError._PURGE_QUEUE, KafkaError._PURGE_INFLIGHT, KafkaError._FATA
 # Epoch bumps without a single delivery that mean "the broker lost our producer id".
 _EPOCH_STORM = 5
 _ROUTES_MAX = 65536
-# Records produced between two yields to the event loop inside one write.
-_YIELD_EVERY = 2048
+# Records produced between two yields to the event loop inside one write (~1 ms).
+_YIELD_EVERY = 512
 # Longest sleep between two polls while a flush waits for delivery reports.
 _DRAIN_POLL_MAX_S = 0.005
 
