@@ -117,7 +117,7 @@ def test_examples_are_valid() -> None:
     ("[runtime]\ncpu_affinity = [0, 0]\n", "runtime.cpu_affinity: duplicate CPU id"),
     ('[sinks.jsonl]\npolicy = "lossless"\n', "sinks.jsonl.policy: unknown value 'lossless'"),
     ('[sinks.jsnol]\npath = "x"\n', "sinks.jsnol: unknown sink 'jsnol'; did you mean 'jsonl'?"),
-    ('[sinks.kafka]\nbrokers = "x"\n', "sinks.kafka: sink 'kafka' is not available"),
+    ('[sinks.kafka]\nbrokers = "x"\n', "sinks.kafka.brokers: unknown key 'brokers'"),
     ("[sinks.jsonl]\nqueue_capacity = 10\nlow_watermark = 10\n",
      "sinks.jsonl.low_watermark: must be below queue_capacity"),
 ])
@@ -259,6 +259,7 @@ def test_every_key_is_documented() -> None:
         GcConfig,
         IlpSinkConfig,
         JsonlSinkConfig,
+        KafkaSinkConfig,
         ParquetSinkConfig,
         ResyncConfig,
         RotationConfig,
@@ -275,7 +276,8 @@ def test_every_key_is_documented() -> None:
                         (StdoutSinkConfig, "sinks.stdout."), (JsonlSinkConfig, "sinks.jsonl."),
                         (ShmSinkConfig, "sinks.shm."),
                         (IlpSinkConfig, "sinks.ilp."),
-                        (ParquetSinkConfig, "sinks.parquet.")]:
+                        (ParquetSinkConfig, "sinks.parquet."),
+                        (KafkaSinkConfig, "sinks.kafka.")]:
         hints = typing.get_type_hints(cls)
         for f in dataclasses.fields(cls):
             if dataclasses.is_dataclass(hints[f.name]) and hints[f.name] is not HostPort:

@@ -61,6 +61,7 @@ __all__ = [
     "IlpSinkConfig",
     "JsonlSinkConfig",
     "ParquetSinkConfig",
+    "KafkaSinkConfig",
     "ResyncConfig",
     "RotationConfig",
     "RuntimeConfig",
@@ -148,9 +149,9 @@ PRESETS: dict[str, tuple[int, float, float]] = {
 }
 
 #: Sink tables this build implements.
-SINK_NAMES = ("stdout", "jsonl", "shm", "ilp", "parquet")
+SINK_NAMES = ("stdout", "jsonl", "shm", "ilp", "parquet", "kafka")
 #: Sink tables reserved for sinks that exist in the design but not in this build.
-_PLANNED_SINKS = ("redis", "kafka", "postgres")
+_PLANNED_SINKS = ("redis", "postgres")
 
 # --------------------------------------------------------------------------- schema
 
@@ -492,6 +493,44 @@ class ParquetSinkConfig(_SinkCommon):
         "at shutdown, keep uploading the spool this long", _non_negative))
 
 
+def _kafka_template(what: str) -> Callable[[Any], str | None]:
+    def check(v: Any) -> str | None:
+        from xcol.sinks.kafka import check_template
+
+        try:
+            check_template(v, what)
+        except ValueError as exc:
+            return str(exc)
+        return None
+    return check
+
+
+@dataclass(frozen=True)
+class KafkaSinkConfig(_SinkCommon):
+    """``[sinks.kafka]``: one Kafka message per record through confluent-kafka (librdkafka).
+
+    ``properties`` are raw librdkafka producer properties; they override the sink's
+    defaults (see docs/sinks.md).  Nested TOML keys are joined with dots, so
+    ``linger.ms = 5`` and ``"linger.ms" = 5`` are the same property.
+    """
+
+    bootstrap: str = field(default="127.0.0.1:9092", metadata=_meta(
+        "bootstrap brokers, comma-separated host:port",
+        lambda v: "must not be empty" if not v.strip() else None))
+    topic: str = field(default="xcol.{channel}", metadata=_meta(
+        "topic template: {channel} (book, bbo, trades), {exchange}, {symbol}",
+        _kafka_template("topic")))
+    key: str = field(default="{exchange}:{symbol}", metadata=_meta(
+        "message key template (same fields; \"\": no key)", _kafka_template("key")))
+    properties: dict[str, str] = field(default_factory=dict, metadata=_meta(
+        "raw librdkafka producer properties, overriding the sink's defaults"))
+    flush_timeout_s: float = field(default=10.0, metadata=_meta(
+        "a flush that still has undelivered records after this long fails", _positive))
+    queue_full_timeout_s: float = field(default=1.0, metadata=_meta(
+        "how long a write waits for room in librdkafka's queue before failing",
+        _non_negative))
+
+
 @dataclass(frozen=True)
 class SinksConfig:
     """Table ``[sinks]``: one sub-table per sink; absent tables are ``None``."""
@@ -501,6 +540,7 @@ class SinksConfig:
     shm: ShmSinkConfig | None = None
     ilp: IlpSinkConfig | None = None
     parquet: ParquetSinkConfig | None = None
+    kafka: KafkaSinkConfig | None = None
 
     def enabled(self) -> list[tuple[str, _SinkCommon]]:
         """``(name, config)`` of every configured, enabled sink."""
@@ -675,6 +715,10 @@ class _Builder:
             if not isinstance(v, dict):
                 raise ConfigError(where, f"expected a table, got {_type_name(v)}", source)
             return self.table(tp, v, path)
+        if origin is dict:
+            if not isinstance(v, dict):
+                raise ConfigError(where, f"expected a table, got {_type_name(v)}", source)
+            return self.properties(v, path)
         if tp is bool:
             if not isinstance(v, bool):
                 raise ConfigError(where, f"expected a boolean, got {_type_name(v)}", source)
@@ -736,6 +780,27 @@ class _Builder:
             except ValueError:
                 raise ConfigError(where, f"expected a number, got {s!r}", source) from None
         return s
+
+    def properties(self, raw: dict[str, Any], path: _Path) -> dict[str, str]:
+        """A table of raw ``name = value`` properties (librdkafka's): nested tables are
+        joined with dots (``linger.ms = 5`` in TOML, ``--set ...properties.linger.ms=5``),
+        scalar values become strings (booleans ``true``/``false``)."""
+        out: dict[str, str] = {}
+        for key, v in raw.items():
+            where = _fmt((*path, key))
+            if isinstance(v, dict):
+                for sub, sv in self.properties(v, (*path, key)).items():
+                    out[f"{key}.{sub}"] = sv
+            elif isinstance(v, _Text):
+                out[key] = v.text.strip()
+            elif isinstance(v, bool):
+                out[key] = "true" if v else "false"
+            elif isinstance(v, (int, float, str)):
+                out[key] = str(v)
+            else:
+                raise ConfigError(where, f"expected a string, number or boolean, got "
+                                  f"{_type_name(v)}", _source_of(v))
+        return out
 
     def table(self, cls: type, raw: dict[str, Any], path: _Path) -> Any:
         hints = self.hints(cls)
@@ -866,6 +931,22 @@ def _parquet_hook(kw: dict[str, Any], raw: dict[str, Any], path: _Path) -> None:
                 raise ConfigError(_fmt((*path, key)), "needs s3_bucket", _src(raw, key))
 
 
+def _kafka_hook(kw: dict[str, Any], raw: dict[str, Any], path: _Path) -> None:
+    from xcol.sinks.kafka import PropertyError, check_bootstrap, producer_config
+
+    _sink_hook(kw, raw, path)
+    try:
+        check_bootstrap(kw.get("bootstrap", "127.0.0.1:9092"))
+    except ValueError as exc:
+        raise ConfigError(_fmt((*path, "bootstrap")), str(exc), _src(raw, "bootstrap")) from None
+    try:
+        producer_config("127.0.0.1:9092", kw.get("properties", {}))
+    except PropertyError as exc:
+        props = raw.get("properties")
+        src = _source_of(props.get(exc.key.split(".")[0])) if isinstance(props, dict) else None
+        raise ConfigError(_fmt((*path, "properties", exc.key)), str(exc), src) from None
+
+
 def _backoff_hook(kw: dict[str, Any], raw: dict[str, Any], path: _Path) -> None:
     base = kw.get("base_s", 0.25)
     cap = kw.get("cap_s", 30.0)
@@ -919,6 +1000,7 @@ _HOOKS: dict[type, Callable[[dict[str, Any], dict[str, Any], _Path], None]] = {
     ShmSinkConfig: _sink_hook,
     IlpSinkConfig: _sink_hook,
     ParquetSinkConfig: _parquet_hook,
+    KafkaSinkConfig: _kafka_hook,
     BackoffConfig: _backoff_hook,
     Config: _config_hook,
 }

@@ -17,12 +17,12 @@ if TYPE_CHECKING:
     from xcol.config import SinksConfig
     from xcol.fanout import QueueSpec
 
-__all__ = ["IlpSink", "JsonlSink", "ParquetSink", "ShmSink", "Sink", "StdoutSink", "ThreadedSink",
-           "build_sinks"]
+__all__ = ["IlpSink", "JsonlSink", "KafkaSink", "ParquetSink", "ShmSink", "Sink",
+           "StdoutSink", "ThreadedSink", "build_sinks"]
 
 #: class name -> module, for the sinks imported lazily
 _LAZY = {"IlpSink": "xcol.sinks.ilp", "ShmSink": "xcol.sinks.shm",
-         "ParquetSink": "xcol.sinks.parquet"}
+         "ParquetSink": "xcol.sinks.parquet", "KafkaSink": "xcol.sinks.kafka"}
 
 
 def __getattr__(name: str) -> Any:
@@ -68,6 +68,12 @@ def build_sinks(cfg: SinksConfig) -> list[tuple[Sink, QueueSpec]]:
                 s3_region=sc.s3_region, keep_local=sc.keep_local,
                 s3_verify_etag=sc.s3_verify_etag, s3_close_timeout_s=sc.s3_close_timeout_s,
                 name=name)
+        elif isinstance(sc, c.KafkaSinkConfig):
+            from xcol.sinks.kafka import KafkaSink  # confluent-kafka only when configured
+
+            sink = KafkaSink(sc.bootstrap, topic=sc.topic, key=sc.key,
+                             properties=sc.properties, flush_timeout_s=sc.flush_timeout_s,
+                             queue_full_timeout_s=sc.queue_full_timeout_s, name=name)
         # -- further sinks: one branch each, importing the module lazily --
         elif isinstance(sc, c.StdoutSinkConfig):
             sink = StdoutSink(name=name)
