@@ -48,6 +48,7 @@ bench: setup
 	$(VPY) -m pip install -q -e '.[bench]'
 	$(VPY) bench/hotpath.py --json bench/results-usdm.json
 	$(VPY) bench/hotpath.py --market okx --json bench/results-okx.json
+	$(VPY) bench/e2e.py --json bench/results-e2e.json
 
 clean:
 	rm -rf build $(VENV) *.egg-info xcol/_fast/*.so xcol/_fast/*.cpp xcol/_fast/*.html
