@@ -18,7 +18,7 @@ __all__ = ["JsonlSink", "Sink", "StdoutSink", "ThreadedSink", "build_sinks"]
 def build_sinks(cfg: SinksConfig) -> list[tuple[Sink, QueueSpec]]:
     """The enabled sinks of ``[sinks]`` with their queue specs, ready for
     :meth:`xcol.fanout.FanOut.add_sink`."""
-    from xcol.config import JsonlSinkConfig
+    from xcol.config import JsonlSinkConfig, PostgresSinkConfig
 
     out: list[tuple[Sink, QueueSpec]] = []
     for name, sc in cfg.enabled():
@@ -27,6 +27,13 @@ def build_sinks(cfg: SinksConfig) -> list[tuple[Sink, QueueSpec]]:
         if isinstance(sc, JsonlSinkConfig):
             sink = JsonlSink(sc.path, max_bytes=sc.max_bytes, max_age_s=sc.max_age_s,
                              keep=sc.keep, naming=sc.naming, fsync=sc.fsync, name=name)
+        elif isinstance(sc, PostgresSinkConfig):
+            from xcol.sinks.postgres import PostgresSink
+
+            sink = PostgresSink(sc.dsn, schema=sc.schema, table_prefix=sc.table_prefix,
+                                statement_timeout_s=sc.statement_timeout_s,
+                                connect_timeout_s=sc.connect_timeout_s,
+                                book_deltas=sc.book_deltas, name=name)
         else:
             sink = StdoutSink(name=name)
         out.append((sink, spec))
