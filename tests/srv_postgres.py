@@ -76,12 +76,13 @@ class PgCluster:
         return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
 
     def _run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        kw: dict[str, object] = {}
+        user = group = None
         if self._ids is not None:
-            kw = {"user": self._ids[0], "group": self._ids[1], "extra_groups": []}
+            user, group = self._ids
         return subprocess.run([str(self.bin_dir / args[0]), *args[1:]], cwd=self.root,
                               capture_output=True, text=True, timeout=120, check=check,
-                              **kw)  # type: ignore[call-overload]
+                              user=user, group=group,
+                              extra_groups=None if user is None else [])
 
     def init(self) -> None:
         """``initdb`` (trust authentication, UTF-8, no fsync of the new files)."""

@@ -397,8 +397,9 @@ def test_every_type_and_malformed_records(pg: PgCluster) -> None:
             # batch's marker and does not write it twice.
             real = sink._commit
 
-            async def commit_then_lose_ack(*args: Any) -> None:
-                await real(*args)
+            async def commit_then_lose_ack(conn: Any, batch: bytes, plan: Any,
+                                           batch_no: int) -> None:
+                await real(conn, batch, plan, batch_no)
                 raise ConnectionResetError("connection lost after COMMIT")
 
             sink._commit = commit_then_lose_ack  # type: ignore[method-assign]
@@ -447,3 +448,58 @@ def test_config_builds_the_sink(tmp_path: Path) -> None:
     assert sink.table("trades") == '"md"."bn_trades"'
     assert spec.capacity == 1000 and spec.linger_s == 2.0
     assert not sink.healthy
+
+
+def test_large_batch_is_parsed_in_pieces(pg: PgCluster) -> None:
+    async def main() -> None:
+        sink = PostgresSink(pg.dsn, schema="large")
+        await sink.open()
+        try:
+            big = mixed(0, 5000)
+            assert len(big) > 4 * 256 * 1024
+            await sink.write(big, 5000)
+            assert sink.careful_batches == 0
+            assert sink.rows == {"trades": 1500, "bbo": 3000, "book_snapshots": 500,
+                                 "book_deltas": 0}
+            # one bad record in the middle: its piece is parsed the careful way
+            bad = mixed(5000, 2500) + b'{"type":"bbo","broken":true}\n' + mixed(7500, 2500)
+            await sink.write(bad, 5001)
+            assert sink.careful_batches == 1 and sink.rejected == 1
+            assert sink.rows == {"trades": 3000, "bbo": 6000, "book_snapshots": 1000,
+                                 "book_deltas": 0}
+            assert sink.records == 10001
+        finally:
+            await sink.close()
+        rows = await count_rows(pg.dsn, "large")
+        assert rows == {"trades": 3000, "bbo": 6000, "book_snapshots": 1000, "book_deltas": 0,
+                        "rejects": 1}
+
+    asyncio.run(main())
+
+
+def test_batch_the_server_refuses_twice_is_quarantined(pg: PgCluster,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    import re
+
+    import xcol.sinks.postgres as pgmod
+
+    # A validation gap (simulated: any text passes as a number) must not wedge the sink.
+    monkeypatch.setattr(pgmod, "_NUM_RE", re.compile(r".+"))
+    odd = bbo(2).replace(b'"ask":"61800.30"', b'"ask":"1.2.3"')
+
+    async def main() -> None:
+        sink = PostgresSink(pg.dsn, schema="quarantine")
+        await sink.open()
+        try:
+            await sink.write(bbo(1) + odd + trade(3), 3)
+            assert (sink.quarantined_batches, sink.careful_batches, sink.rejected) == (1, 1, 3)
+            assert sink.records == 3 and sum(sink.rows.values()) == 0
+            rej = await sink._conn.fetch("SELECT reason, record FROM quarantine.rejects")
+            assert len(rej) == 3
+            assert all(r["reason"].startswith("batch refused by the server: "
+                                              "InvalidTextRepresentationError") for r in rej)
+            assert {bytes(r["record"]) + b"\n" for r in rej} == {bbo(1), odd, trade(3)}
+        finally:
+            await sink.close()
+
+    asyncio.run(main())

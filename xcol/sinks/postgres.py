@@ -45,6 +45,7 @@ import logging
 import re
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -323,6 +324,37 @@ class _Plan:
     quarantined: bool = False
 
 
+_CHUNK_BYTES = 256 * 1024
+_CAREFUL_CHUNK_BYTES = 32 * 1024
+
+
+def _chunks(batch: bytes, size: int) -> Iterator[bytes]:
+    """``batch`` cut after a newline into pieces of about ``size`` bytes."""
+    start, n = 0, len(batch)
+    while n - start > size:
+        nl = batch.find(b"\n", start + size - 1)
+        if nl < 0 or nl + 1 >= n:
+            break
+        yield batch[start:nl + 1]
+        start = nl + 1
+    yield batch[start:] if start else batch
+
+
+def _merge(plans: list[_Plan]) -> _Plan:
+    """One plan from the plans of consecutive pieces (one COPY per table)."""
+    data: dict[tuple[str, tuple[str, ...]], list[bytes]] = {}
+    for p in plans:
+        for table, cols, d in p.parts:
+            data.setdefault((table, cols), []).append(d)
+    rows = dict.fromkeys(_TABLES, 0)
+    for p in plans:
+        for t, k in p.rows.items():
+            rows[t] += k
+    return _Plan([(t, c, b"".join(ds)) for (t, c), ds in data.items()], rows,
+                 sum(p.skipped for p in plans), sum(p.rejected for p in plans),
+                 careful=any(p.careful for p in plans))
+
+
 def _redact(dsn: str) -> str:
     """``dsn`` without its password, for logs."""
     try:
@@ -565,15 +597,14 @@ class PostgresSink(Sink):
     async def _write_plans(self, conn: Any, batch: bytes, batch_no: int) -> _Plan:
         """Write ``batch`` in one transaction; on a data error, again the careful way, and
         as a last resort into ``rejects`` whole."""
-        plan = self._fast_plan(batch)
-        if plan is not None:
-            try:
-                await self._commit(conn, batch, plan, batch_no)
-                return plan
-            except (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError) as exc:
-                log.info("sink %s: server refused a batch (%s); validating record by record",
-                         self.name, exc)
-        plan = self._careful_plan(batch)
+        plan = await self._plan(batch, careful=False)
+        try:
+            await self._commit(conn, batch, plan, batch_no)
+            return plan
+        except (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError) as exc:
+            log.info("sink %s: server refused a batch (%s); validating record by record",
+                     self.name, exc)
+        plan = await self._plan(batch, careful=True)
         try:
             await self._commit(conn, batch, plan, batch_no)
             return plan
@@ -596,6 +627,18 @@ class PostgresSink(Sink):
                 await conn.copy_to_table(table, schema_name=self.schema, columns=cols,
                                          source=memoryview(data), null="")
             await conn.execute(self._sql_mark, self._writer, batch_no)
+
+    async def _plan(self, batch: bytes, careful: bool) -> _Plan:
+        """The batch's plan, built a piece at a time: a large (archival) batch must not hold
+        the event loop, which also runs the hot path, for the whole of its parsing."""
+        plans: list[_Plan] = []
+        size = _CAREFUL_CHUNK_BYTES if careful else _CHUNK_BYTES
+        for i, chunk in enumerate(_chunks(batch, size)):
+            if i:
+                await asyncio.sleep(0)
+            plan = None if careful else self._fast_plan(chunk)
+            plans.append(plan if plan is not None else self._careful_plan(chunk))
+        return plans[0] if len(plans) == 1 else _merge(plans)
 
     def _fast_plan(self, batch: bytes) -> _Plan | None:
         """COPY payloads straight from the batch, or ``None`` when any record is not in the
