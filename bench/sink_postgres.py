@@ -131,11 +131,13 @@ _COLS = {
 }
 
 
-def _parsed_rows(batch: bytes) -> dict[str, list[tuple[Any, ...]]]:
+def _parsed_rows(batch: bytes, deltas: bool) -> dict[str, list[tuple[Any, ...]]]:
     rows: dict[str, list[tuple[Any, ...]]] = {t: [] for t in _COLS}
     for rec in batch.splitlines():
         r = json.loads(rec)
         t = r["type"]
+        if t == "book" and not deltas:
+            continue
         h = (r["exchange"], r["symbol"], r["seq"], r["ts_exchange"], r["ts_recv"], r["line"])
         if t == "bbo":
             rows["bbo"].append((*h, r["bid"], r["bid_qty"], r["ask"], r["ask_qty"]))
@@ -148,9 +150,9 @@ def _parsed_rows(batch: bytes) -> dict[str, list[tuple[Any, ...]]]:
     return rows
 
 
-async def alt_records(conn: Any, schema: str, batch: bytes) -> None:
+async def alt_records(conn: Any, schema: str, batch: bytes, deltas: bool) -> None:
     """json.loads + binary COPY of Python tuples (asyncpg encodes numeric via Decimal)."""
-    rows = _parsed_rows(batch)
+    rows = _parsed_rows(batch, deltas)
     async with conn.transaction():
         for t, rs in rows.items():
             if rs:
@@ -162,9 +164,9 @@ def _arr(levels: list[list[str]]) -> str:
     return "{" + ",".join(f"{{{p},{s}}}" for p, s in levels) + "}"
 
 
-async def alt_text(conn: Any, schema: str, batch: bytes) -> None:
+async def alt_text(conn: Any, schema: str, batch: bytes, deltas: bool) -> None:
     """json.loads + text COPY rows formatted in Python."""
-    rows = _parsed_rows(batch)
+    rows = _parsed_rows(batch, deltas)
     async with conn.transaction():
         for t, rs in rows.items():
             if not rs:
@@ -187,9 +189,10 @@ def _lv_sql(side: str) -> str:
     return f"translate(v->>'{side}', '[]\"', '{{}}')::numeric[]"
 
 
-def staging_sql(schema: str) -> str:
-    """One statement that splits the staged JSON into the four tables."""
+def staging_sql(schema: str, deltas: bool) -> str:
+    """One statement that splits the staged JSON into the tables."""
     s = f'"{schema}"'
+    book_type = "book" if deltas else "-"  # no record has type "-"
     return (
         f"WITH t AS (INSERT INTO {s}.trades SELECT {_H_SQL}, (v->'id')::bigint, "
         "(v->>'price')::numeric, (v->>'qty')::numeric, v->>'side' FROM stage "
@@ -200,14 +203,14 @@ def staging_sql(schema: str) -> str:
         f"n AS (INSERT INTO {s}.book_snapshots SELECT v->>'type', {_H_SQL}, {_lv_sql('bids')}, "
         f"{_lv_sql('asks')} FROM stage WHERE v->>'type' IN ('snapshot', 'top')) "
         f"INSERT INTO {s}.book_deltas SELECT {_H_SQL}, (v->'prev_seq')::bigint, "
-        f"{_lv_sql('bids')}, {_lv_sql('asks')} FROM stage WHERE v->>'type' = 'book'")
+        f"{_lv_sql('bids')}, {_lv_sql('asks')} FROM stage WHERE v->>'type' = '{book_type}'")
 
 
-async def alt_staging(conn: Any, schema: str, batch: bytes) -> None:
+async def alt_staging(conn: Any, schema: str, batch: bytes, deltas: bool) -> None:
     """Raw JSON COPYed into a jsonb temp table, split by the server."""
     async with conn.transaction():
         await conn.copy_to_table("stage", source=memoryview(batch.replace(b"\\", b"\\\\")))
-        await conn.execute(staging_sql(schema))
+        await conn.execute(staging_sql(schema, deltas))
 
 
 # -- running -----------------------------------------------------------------------------------
@@ -288,13 +291,13 @@ async def run(args: argparse.Namespace, dsn: str) -> dict[str, Any]:
 async def _compare(conn: Any, schema: str, batches: list[tuple[bytes, int]],
                    args: argparse.Namespace) -> dict[str, Any]:
     await conn.execute("CREATE TEMP TABLE stage (v jsonb) ON COMMIT DELETE ROWS")
-    alts: dict[str, Callable[[Any, str, bytes], Awaitable[None]]] = {
+    alts: dict[str, Callable[[Any, str, bytes, bool], Awaitable[None]]] = {
         "copy_records_to_table": alt_records, "text_copy_parsed": alt_text,
         "jsonb_staging": alt_staging}
     out: dict[str, Any] = {}
     for name, fn in alts.items():
         async def write(b: bytes, k: int, fn: Any = fn) -> None:
-            await fn(conn, schema, b)
+            await fn(conn, schema, b, args.book_deltas)
         res = []
         for i in range(args.warmup + args.rounds):
             r = await _timed(batches, write)
@@ -353,7 +356,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--server-settings", default="",
                     help="throwaway cluster: extra settings, e.g. synchronous_commit=off")
     ap.add_argument("--records", help="JSONL of records (xcol demo --out); default: synthesize")
-    ap.add_argument("--mix", default="bbo=60,trade=30,top=10",
+    ap.add_argument("--mix", default="bbo=75,trade=20,top=5",
                     help="synthetic type weights (bbo, trade, top, snapshot, book)")
     ap.add_argument("-n", type=int, default=200_000, help="records per round")
     ap.add_argument("--batch-bytes", type=int, default=256 * 1024,

@@ -28,7 +28,8 @@ in ``xcol_batches`` commit together.  A write that raises leaves nothing behind 
 transaction is rolled back), so the fan-out's retry of the same batch writes it once.  The
 one ambiguous failure is a connection lost after COMMIT was sent: the retry first reads this
 writer's marker, and a batch already committed is not written again.  Batches are therefore
-stored exactly once as long as the process lives; across a crash, at-least-once.
+stored exactly once while the process lives; a crash loses only what the fan-out still held
+in memory, and nothing is replayed twice.
 
 A slow or locked database simply makes :meth:`PostgresSink.write` wait (asyncpg awaits the
 socket, the event loop keeps running); the fan-out's queue fills and its policy applies
