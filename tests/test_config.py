@@ -261,6 +261,7 @@ def test_every_key_is_documented() -> None:
         JsonlSinkConfig,
         KafkaSinkConfig,
         ParquetSinkConfig,
+        PostgresSinkConfig,
         ResyncConfig,
         RotationConfig,
         RuntimeConfig,
@@ -277,7 +278,8 @@ def test_every_key_is_documented() -> None:
                         (ShmSinkConfig, "sinks.shm."),
                         (IlpSinkConfig, "sinks.ilp."),
                         (ParquetSinkConfig, "sinks.parquet."),
-                        (KafkaSinkConfig, "sinks.kafka.")]:
+                        (KafkaSinkConfig, "sinks.kafka."),
+                        (PostgresSinkConfig, "sinks.postgres.")]:
         hints = typing.get_type_hints(cls)
         for f in dataclasses.fields(cls):
             if dataclasses.is_dataclass(hints[f.name]) and hints[f.name] is not HostPort:

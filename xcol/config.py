@@ -62,6 +62,7 @@ __all__ = [
     "JsonlSinkConfig",
     "ParquetSinkConfig",
     "KafkaSinkConfig",
+    "PostgresSinkConfig",
     "ResyncConfig",
     "RotationConfig",
     "RuntimeConfig",
@@ -149,9 +150,9 @@ PRESETS: dict[str, tuple[int, float, float]] = {
 }
 
 #: Sink tables this build implements.
-SINK_NAMES = ("stdout", "jsonl", "shm", "ilp", "parquet", "kafka")
+SINK_NAMES = ("stdout", "jsonl", "shm", "ilp", "parquet", "kafka", "postgres")
 #: Sink tables reserved for sinks that exist in the design but not in this build.
-_PLANNED_SINKS = ("redis", "postgres")
+_PLANNED_SINKS = ("redis",)
 
 # --------------------------------------------------------------------------- schema
 
@@ -531,6 +532,45 @@ class KafkaSinkConfig(_SinkCommon):
         _non_negative))
 
 
+def _pg_dsn(v: Any) -> str | None:
+    scheme = v.split("://", 1)[0] if "://" in v else ""
+    return None if scheme in ("postgresql", "postgres") else (
+        "must be a postgresql:// URL (postgresql://user:password@host:port/database)")
+
+
+def _pg_schema(v: Any) -> str | None:
+    if re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", v):
+        return None
+    return "must be a lower-case SQL identifier ([a-z_][a-z0-9_]*, at most 63 characters)"
+
+
+def _pg_prefix(v: Any) -> str | None:
+    if not re.fullmatch(r"[a-z0-9_]*", v):
+        return "may hold only a-z, 0-9 and _"
+    return None if len(v) <= 44 else "at most 44 characters (table names stay within 63)"
+
+
+@dataclass(frozen=True)
+class PostgresSinkConfig(_SinkCommon):
+    """``[sinks.postgres]``: batched COPY into PostgreSQL tables, one transaction per batch
+    (trades, bbo, book_snapshots; book_deltas optional)."""
+
+    dsn: str = field(default="postgresql://127.0.0.1:5432/xcol", metadata=_meta(
+        "connection URL (postgresql://user:password@host:port/database)", _pg_dsn))
+    schema: str = field(default="xcol", metadata=_meta(
+        "schema holding the tables (created, with the tables, by versioned migrations)",
+        _pg_schema))
+    table_prefix: str = field(default="", metadata=_meta(
+        "prepended to every table name", _pg_prefix))
+    statement_timeout_s: float = field(default=60.0, metadata=_meta(
+        "server-side limit per statement, lock waits included (0: none); a write that hits "
+        "it is retried", _non_negative))
+    connect_timeout_s: float = field(default=10.0, metadata=_meta(
+        "limit for connecting and authenticating", _positive))
+    book_deltas: bool = field(default=False, metadata=_meta(
+        "also store incremental book records in book_deltas (off: counted as skipped)"))
+
+
 @dataclass(frozen=True)
 class SinksConfig:
     """Table ``[sinks]``: one sub-table per sink; absent tables are ``None``."""
@@ -541,6 +581,7 @@ class SinksConfig:
     ilp: IlpSinkConfig | None = None
     parquet: ParquetSinkConfig | None = None
     kafka: KafkaSinkConfig | None = None
+    postgres: PostgresSinkConfig | None = None
 
     def enabled(self) -> list[tuple[str, _SinkCommon]]:
         """``(name, config)`` of every configured, enabled sink."""
@@ -1001,6 +1042,7 @@ _HOOKS: dict[type, Callable[[dict[str, Any], dict[str, Any], _Path], None]] = {
     IlpSinkConfig: _sink_hook,
     ParquetSinkConfig: _parquet_hook,
     KafkaSinkConfig: _kafka_hook,
+    PostgresSinkConfig: _sink_hook,
     BackoffConfig: _backoff_hook,
     Config: _config_hook,
 }

@@ -17,12 +17,13 @@ if TYPE_CHECKING:
     from xcol.config import SinksConfig
     from xcol.fanout import QueueSpec
 
-__all__ = ["IlpSink", "JsonlSink", "KafkaSink", "ParquetSink", "ShmSink", "Sink",
+__all__ = ["IlpSink", "JsonlSink", "KafkaSink", "ParquetSink", "PostgresSink", "ShmSink", "Sink",
            "StdoutSink", "ThreadedSink", "build_sinks"]
 
 #: class name -> module, for the sinks imported lazily
 _LAZY = {"IlpSink": "xcol.sinks.ilp", "ShmSink": "xcol.sinks.shm",
-         "ParquetSink": "xcol.sinks.parquet", "KafkaSink": "xcol.sinks.kafka"}
+         "ParquetSink": "xcol.sinks.parquet", "KafkaSink": "xcol.sinks.kafka",
+         "PostgresSink": "xcol.sinks.postgres"}
 
 
 def __getattr__(name: str) -> Any:
@@ -74,6 +75,13 @@ def build_sinks(cfg: SinksConfig) -> list[tuple[Sink, QueueSpec]]:
             sink = KafkaSink(sc.bootstrap, topic=sc.topic, key=sc.key,
                              properties=sc.properties, flush_timeout_s=sc.flush_timeout_s,
                              queue_full_timeout_s=sc.queue_full_timeout_s, name=name)
+        elif isinstance(sc, c.PostgresSinkConfig):
+            from xcol.sinks.postgres import PostgresSink
+
+            sink = PostgresSink(sc.dsn, schema=sc.schema, table_prefix=sc.table_prefix,
+                                statement_timeout_s=sc.statement_timeout_s,
+                                connect_timeout_s=sc.connect_timeout_s,
+                                book_deltas=sc.book_deltas, name=name)
         # -- further sinks: one branch each, importing the module lazily --
         elif isinstance(sc, c.StdoutSinkConfig):
             sink = StdoutSink(name=name)
