@@ -18,7 +18,7 @@ __all__ = ["JsonlSink", "Sink", "StdoutSink", "ThreadedSink", "build_sinks"]
 def build_sinks(cfg: SinksConfig) -> list[tuple[Sink, QueueSpec]]:
     """The enabled sinks of ``[sinks]`` with their queue specs, ready for
     :meth:`xcol.fanout.FanOut.add_sink`."""
-    from xcol.config import JsonlSinkConfig
+    from xcol.config import JsonlSinkConfig, RedisSinkConfig
 
     out: list[tuple[Sink, QueueSpec]] = []
     for name, sc in cfg.enabled():
@@ -27,6 +27,10 @@ def build_sinks(cfg: SinksConfig) -> list[tuple[Sink, QueueSpec]]:
         if isinstance(sc, JsonlSinkConfig):
             sink = JsonlSink(sc.path, max_bytes=sc.max_bytes, max_age_s=sc.max_age_s,
                              keep=sc.keep, naming=sc.naming, fsync=sc.fsync, name=name)
+        elif isinstance(sc, RedisSinkConfig):
+            from xcol.sinks.redis import RedisSink
+
+            sink = RedisSink.from_config(sc, name)
         else:
             sink = StdoutSink(name=name)
         out.append((sink, spec))
