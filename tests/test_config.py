@@ -258,6 +258,7 @@ def test_every_key_is_documented() -> None:
         FeedConfig,
         GcConfig,
         JsonlSinkConfig,
+        RedisSinkConfig,
         ResyncConfig,
         RotationConfig,
         RuntimeConfig,
@@ -269,7 +270,8 @@ def test_every_key_is_documented() -> None:
                         (BackoffConfig, "runtime.backoff."),
                         (RotationConfig, "runtime.rotation."),
                         (ResyncConfig, "runtime.resync."), (FeedConfig, "feeds.N."),
-                        (StdoutSinkConfig, "sinks.stdout."), (JsonlSinkConfig, "sinks.jsonl.")]:
+                        (StdoutSinkConfig, "sinks.stdout."), (JsonlSinkConfig, "sinks.jsonl."),
+                        (RedisSinkConfig, "sinks.redis.")]:
         hints = typing.get_type_hints(cls)
         for f in dataclasses.fields(cls):
             if dataclasses.is_dataclass(hints[f.name]) and hints[f.name] is not HostPort:
