@@ -16,8 +16,9 @@ Workloads, each built once outside the timed region and cut into batches of abou
   the record schema) cut to ``depth`` = 10 (one PUBLISH each).
 
 Each workload: one untimed warm-up pass, then ``--rounds`` timed rounds of
-``--records-per-round`` records written through ``RedisSink.write`` (each write waits for
-all its replies); the median round is reported.  A fresh redis-server (``--save ''
+``--records-per-round`` records written through ``RedisSink.write`` (one batch in flight
+while the next is encoded) and a final ``flush`` (every reply received); the median round
+is reported.  A fresh redis-server (``--save ''
 --appendonly no``) is started on a free port unless ``--url`` is given;
 ``--subscribers N`` attaches N ``redis-cli psubscribe '*'`` processes so the server also
 delivers every message.  The machine has 2 cores, shared: numbers are noisy.
@@ -155,6 +156,7 @@ async def run_workload(url: str, batches: list[tuple[bytes, int]], rounds: int,
     await sink.open()
     for b, n in batches:  # warm-up: streams, routes, connection
         await sink.write(b, n)
+    await sink.flush()
     rates = []
     records = sum(n for _, n in batches)
     cmd0 = sink.commands
@@ -162,6 +164,7 @@ async def run_workload(url: str, batches: list[tuple[bytes, int]], rounds: int,
         t0 = time.perf_counter_ns()
         for b, n in batches:
             await sink.write(b, n)
+        await sink.flush()
         dt = time.perf_counter_ns() - t0
         rates.append(records / (dt / 1e9))
     cmds = (sink.commands - cmd0) / rounds

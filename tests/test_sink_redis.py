@@ -346,6 +346,7 @@ def test_auth_acl_and_db(run: Runner) -> None:
             sink = RedisSink(f"redis://pubonly:pw@127.0.0.1:{port}/0")
             await sink.open()
             await sink.write(*batch(rec_trade(1, "10", "1", 1_700_000_000_000)))
+            await sink.flush()
             assert sink.error_replies == {"NOPERM": 1} and not sink.healthy
             assert "NOPERM" in (sink.last_error or "")
             assert sink.records == 1 and sink.failures == 0
@@ -393,10 +394,13 @@ def test_tls(tmp_path: Path, run: Runner) -> None:
 
 
 def test_reply_timeout_then_retry_applies_state_once(server: RedisServer, run: Runner) -> None:
-    """A server that stops answering: the write times out and raises; the retry of the
-    same batch on a new connection re-sends it without counting its trades twice."""
+    """A server that stops answering.  ``write`` keeps one batch in flight: the first write
+    returns at once, the second waits for the first's replies, times out and raises.  The
+    fan-out's retry (close, open, the same batch again) re-sends both batches, whole, on
+    the new connection, without applying their trades to the market data twice."""
     t0 = 1_700_000_000_000
-    data, n = batch(rec_trade(1, "10", "1", t0), rec_trade(2, "11", "2", t0 + 1))
+    a = batch(rec_trade(1, "10", "1", t0), rec_trade(2, "11", "2", t0 + 1))
+    b = batch(rec_trade(3, "12", "3", t0 + 2), rec_bbo(ts=t0 + 3))
 
     async def main() -> None:
         sink = RedisSink(url(server), timeout_s=0.5)
@@ -404,21 +408,25 @@ def test_reply_timeout_then_retry_applies_state_once(server: RedisServer, run: R
         assert server.proc is not None
         os.kill(server.proc.pid, signal.SIGSTOP)
         try:
+            await sink.write(*a)
             with pytest.raises(TimeoutError, match="no reply within 0.5 s"):
-                await sink.write(data, n)
-            assert not sink.healthy
+                await sink.write(*b)
+            assert not sink.healthy and sink.records == 0
         finally:
             os.kill(server.proc.pid, signal.SIGCONT)
         await sink.close()
         await sink.open()
-        await sink.write(data, n)  # the fan-out's retry: the same bytes object
-        assert sink.retries == 1 and sink.failures == 1 and sink.healthy
+        await sink.write(*b)  # the fan-out's retry: the same bytes object
+        await sink.flush()
+        assert sink.retries == 2 and sink.failures == 1 and sink.healthy
+        assert sink.records == 4 and sink.batches == 2
         await sink.close()
 
     run(main())
     with server.client() as c:
         md = json.loads(c.check("GET", "market_data:BTCUSDT"))
-    assert md["trades_24h"] == 2 and md["volume_24h"] == "3" and md["high_24h"] == "11"
+    assert md["trades_24h"] == 3 and md["volume_24h"] == "6" and md["high_24h"] == "12"
+    assert md["bid"] == "100.0" and md["last"] == "12"
 
 
 def test_connection_refused_and_lost(run: Runner) -> None:
@@ -467,6 +475,7 @@ def test_market_data_coalescing_window_and_orderbook(server: RedisServer, run: R
                                                                 "A", side="sell"),
                  rec_bbo("B", bid="7", ask="9", ts=t0)]
         await sink.write(*batch(*recs))
+        await sink.flush()
         assert sink.market_data == 2
         # 2: 24 h after the first trade's minute: it leaves the window
         await sink.write(*batch(rec_trade(3, "101.25", "0.5", t0 + 24 * hour + 20_000, "A")))

@@ -2,8 +2,10 @@
 
 One TCP (or TLS) connection per sink, an :class:`asyncio.Protocol` on the running loop
 (uvloop in production) with ``hiredis.Reader`` parsing the replies.  Each :meth:`RedisSink.
-write` turns a whole batch into one RESP buffer, sends it in one ``transport.write`` and
-waits for every reply (pipelining: one round trip per batch, not per record).
+write` turns a whole batch into one RESP buffer and sends it in one ``transport.write``
+(pipelining: one round trip per batch, not per record); it returns once the *previous*
+batch is fully answered, so Redis works on one batch while the loop encodes the next.
+:meth:`RedisSink.flush` waits for the last one.
 
 What a batch becomes (channel and key names are templates, see :class:`RedisSink`):
 
@@ -24,11 +26,12 @@ Market data is coalesced: an instrument whose state changed in a batch gets exac
 for that batch, with its latest state, however many BBO and trade records the batch held.
 That keeps Redis' load bounded by batches, not by ticks.  Payloads: docs/sinks.md.
 
-Delivery: ``write`` returns once Redis answered every command of the batch.  A connection
+Delivery: a batch is done when Redis answered every one of its commands.  A connection
 that fails, times out or answers with a transient error (``LOADING``, ``BUSY``...) makes
-``write`` raise; the fan-out then closes the sink, reopens it with backoff and calls
-``write`` again with the same batch, which is re-sent byte for byte (its market-data state
-was already applied and is not applied twice).  Other error replies (``NOPERM``, ``OOM``,
+``write``/``flush`` raise; the fan-out then closes the sink, reopens it with backoff and
+calls it again with the same batch, and every batch not fully answered (at most the one
+in flight and the current one) is re-sent byte for byte on the new connection (its
+market-data state was applied once, when it was encoded).  Other error replies (``NOPERM``, ``OOM``,
 ``WRONGTYPE``...) are counted per code and logged; retrying them would not help.
 """
 
@@ -225,6 +228,30 @@ class _Pending:
         self.errors: list[tuple[int, hiredis.ReplyError]] = []
 
 
+def _retrieve(fut: asyncio.Future[Any]) -> None:
+    # A batch abandoned after a failure is re-sent on the next connection; its old
+    # future's error is expected, not "never retrieved".
+    if not fut.cancelled():
+        fut.exception()
+
+
+class _Batch:
+    """A written batch: its RESP, and the future of its replies on the current
+    connection (``None``: not sent on it yet)."""
+
+    __slots__ = ("batch", "payload", "ncmd", "nmd", "n", "fut", "attempts", "t0")
+
+    def __init__(self, batch: bytes, payload: bytes, ncmd: int, nmd: int, n: int) -> None:
+        self.batch = batch
+        self.payload = payload
+        self.ncmd = ncmd
+        self.nmd = nmd
+        self.n = n
+        self.fut: asyncio.Future[_Pending] | None = None
+        self.attempts = 0
+        self.t0 = 0
+
+
 class _RespProtocol(asyncio.Protocol):
     """Pipelined RESP2 over a transport: sends go out whole, replies are matched in order."""
 
@@ -288,6 +315,7 @@ class _RespProtocol(asyncio.Protocol):
         if tr is None or tr.is_closing():
             raise ConnectionResetError("redis connection is closing")
         fut: asyncio.Future[_Pending] = asyncio.get_running_loop().create_future()
+        fut.add_done_callback(_retrieve)
         self._pending.append(_Pending(fut, n))
         tr.write(data)
         return fut
@@ -538,12 +566,12 @@ class RedisSink(Sink):
         self._ok = False
         self._streams: dict[tuple[str, str], _Stream] = {}
         self._routes: dict[bytes, tuple[int, _Stream, int]] = {}
-        # (batch, payload, commands, market-data updates) of a write that failed: its
-        # retry re-sends the payload instead of applying the batch's state twice
-        self._failed: tuple[bytes, bytes, int, int] | None = None
+        # Batches written but not yet answered, oldest first (at most two).  A retry
+        # re-sends their RESP instead of encoding (and applying their state) again.
+        self._unacked: deque[_Batch] = deque()
         self._last_warn = -1e18
         # -- metrics --
-        #: Records and batches accepted (all their replies received).
+        #: Records and batches delivered (every reply received).
         self.records = 0
         self.batches = 0
         #: Commands acknowledged (PUBLISH and SET).
@@ -554,9 +582,9 @@ class RedisSink(Sink):
         self.bytes_sent = 0
         #: Error replies by code (``NOPERM``, ``OOM``...).
         self.error_replies: dict[str, int] = {}
-        #: Writes that raised (connection lost, timeout, transient error reply).
+        #: Calls that raised (connection lost, timeout, transient error reply).
         self.failures = 0
-        #: Writes that re-sent a batch after a failure.
+        #: Batches sent again after a failure.
         self.retries = 0
         #: Successful connections (the first one and every reconnect).
         self.connects = 0
@@ -652,7 +680,12 @@ class RedisSink(Sink):
             conn.transport.abort()
 
     async def close(self) -> None:
-        conn, self._conn = self._conn, None
+        conn = self._conn
+        if (conn is not None and conn.lost is None and self._unacked
+                and conn.transport is not None and not conn.transport.is_closing()):
+            with contextlib.suppress(Exception):
+                await self.flush()
+        self._conn = None
         self._ok = False
         if conn is None or conn.transport is None:
             return
@@ -662,18 +695,7 @@ class RedisSink(Sink):
         if not conn.closed.done():
             conn.transport.abort()
 
-    async def flush(self) -> None:
-        # write() already waited for every reply; this only notices a dead connection
-        # while the queue is quiet, so the fan-out reconnects before the next batch.
-        conn = self._conn
-        if conn is None or conn.lost is not None:
-            self._ok = False
-            raise conn.lost if conn is not None and conn.lost else ConnectionResetError(
-                "redis sink is not connected")
-
-    # -- writing --------------------------------------------------------------------------
-
-    async def write(self, batch: bytes, n_records: int) -> None:
+    def _connected(self) -> _RespProtocol:
         conn = self._conn
         if conn is None or conn.lost is not None:
             self._ok = False
@@ -681,41 +703,80 @@ class RedisSink(Sink):
             self.last_error = str(conn.lost) if conn is not None else "not connected"
             raise conn.lost if conn is not None and conn.lost else ConnectionResetError(
                 "redis sink is not connected")
-        failed = self._failed
-        if failed is not None and failed[0] is batch:
-            _, payload, ncmd, nmd = failed
-            self.retries += 1
+        return conn
+
+    # -- writing --------------------------------------------------------------------------
+
+    async def write(self, batch: bytes, n_records: int) -> None:
+        """Encode and send ``batch``, then wait for the replies of the batch before it.
+
+        One batch stays in flight while the next one is encoded (the server works on
+        batch N while the loop encodes N+1); :meth:`flush` waits for it.  A batch whose
+        replies did not all come is sent again, whole, on the next connection.
+        """
+        unacked = self._unacked
+        conn = self._connected()
+        if unacked and unacked[-1].batch is batch:
+            pass  # the fan-out's retry of a batch this sink already holds
         else:
             payload, ncmd, nmd = await self._encode_yielding(batch)
-        self._failed = None
-        if ncmd:
+            unacked.append(_Batch(batch, payload, ncmd, nmd, n_records))
+        await self._settle(conn, keep=1)
+
+    async def flush(self) -> None:
+        """Wait until Redis answered every batch written.  Also notices a dead connection
+        while the queue is quiet, so the fan-out reconnects before the next batch."""
+        await self._settle(self._connected(), keep=0)
+
+    async def _settle(self, conn: _RespProtocol, keep: int) -> None:
+        """Send what this connection has not carried yet, then account for the oldest
+        batches until at most ``keep`` are in flight."""
+        unacked = self._unacked
+        try:
+            for b in unacked:
+                if b.fut is None and b.ncmd:
+                    b.t0 = time.perf_counter_ns()
+                    b.fut = conn.send(b.payload, b.ncmd)
+                    if b.attempts:
+                        self.retries += 1
+                    b.attempts += 1
+            while len(unacked) > keep:
+                b = unacked[0]
+                p = None
+                if b.ncmd:
+                    assert b.fut is not None
+                    p = await asyncio.wait_for(b.fut, self.timeout_s)
+                self._account(b, p)
+                unacked.popleft()
+        except BaseException as exc:
+            # Whatever was not answered goes again, whole, on the next connection.
+            for b in unacked:
+                b.fut = None
+            self._abort(conn)
             self._ok = False
-            t0 = time.perf_counter_ns()
-            try:
-                p = await asyncio.wait_for(conn.send(payload, ncmd), self.timeout_s)
-            except BaseException as exc:
-                self._failed = (batch, payload, ncmd, nmd)
-                if isinstance(exc, asyncio.CancelledError):
-                    raise
-                self.failures += 1
-                if isinstance(exc, TimeoutError):
-                    self._abort(conn)
-                    self.last_error = f"no reply within {self.timeout_s:g} s"
-                    raise TimeoutError(f"redis {self.url.display()}: "
-                                       f"{self.last_error}") from None
-                self.last_error = str(exc)
+            if isinstance(exc, asyncio.CancelledError):
                 raise
-            self.write_us.record(max(1, (time.perf_counter_ns() - t0) // 1000))
+            self.failures += 1
+            if isinstance(exc, TimeoutError):
+                self.last_error = f"no reply within {self.timeout_s:g} s"
+                raise TimeoutError(f"redis {self.url.display()}: "
+                                   f"{self.last_error}") from None
+            self.last_error = str(exc)
+            raise
+
+    def _account(self, b: _Batch, p: _Pending | None) -> None:
+        if p is not None:
+            self.write_us.record(max(1, (time.perf_counter_ns() - b.t0) // 1000))
             if p.errors:
-                self._errors(p, (batch, payload, ncmd, nmd))
-            self.commands += ncmd
-            self.market_data += nmd
-            self.bytes_sent += len(payload)
+                self._errors(p, b.ncmd)
+            self.commands += b.ncmd
+            self.market_data += b.nmd
+            self.bytes_sent += len(b.payload)
             self._ok = not p.errors
-        self.records += n_records
+        self.records += b.n
         self.batches += 1
 
-    def _errors(self, p: _Pending, sent: tuple[bytes, bytes, int, int]) -> None:
+    def _errors(self, p: _Pending, ncmd: int) -> None:
         """Count error replies; raise :class:`RedisError` when one is transient."""
         retry = None
         for _, err in p.errors:
@@ -726,15 +787,13 @@ class RedisSink(Sink):
                 retry = msg
         self.last_error = str(p.errors[0][1])
         if retry is not None:
-            self._failed = sent
-            self.failures += 1
             raise RedisError(f"redis {self.url.display()}: {retry} "
-                             f"({len(p.errors)} of {sent[2]} commands failed; retrying)")
+                             f"({len(p.errors)} of {ncmd} commands failed; retrying)")
         now = time.monotonic()
         if now - self._last_warn >= _WARN_EVERY_S:
             self._last_warn = now
             log.warning("redis sink %s: %d of %d commands failed (first: %s); "
-                        "error replies so far: %s", self.name, len(p.errors), sent[2],
+                        "error replies so far: %s", self.name, len(p.errors), ncmd,
                         self.last_error, self.error_replies)
 
     def _bad(self, rec: bytes, why: str) -> None:
@@ -1018,7 +1077,8 @@ class RedisSink(Sink):
             "bytes_sent": self.bytes_sent, "error_replies": dict(self.error_replies),
             "failures": self.failures, "retries": self.retries, "connects": self.connects,
             "bad_records": self.bad_records, "skipped": self.skipped,
-            "instruments": len(self._streams), "last_error": self.last_error,
+            "instruments": len(self._streams), "in_flight": len(self._unacked),
+            "last_error": self.last_error,
             "write_us": {"count": h.total_count, "p50": h.value_at_percentile(50.0),
                          "p99": h.value_at_percentile(99.0), "max": h.max()},
         }
