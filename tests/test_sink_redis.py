@@ -429,6 +429,25 @@ def test_reply_timeout_then_retry_applies_state_once(server: RedisServer, run: R
     assert md["bid"] == "100.0" and md["last"] == "12"
 
 
+def test_same_bytes_twice_is_published_twice(server: RedisServer, run: Runner) -> None:
+    """Only a retry after a failure re-sends instead of encoding: the same bytes object
+    written twice in a row is two batches."""
+    sub = Subscriber(server.port, ["trades:*"])
+    data, n = batch(rec_trade(1, "10", "1", 1_700_000_000_000))
+
+    async def main() -> None:
+        sink = RedisSink(url(server))
+        await sink.open()
+        await sink.write(data, n)
+        await sink.write(data, n)
+        await sink.close()  # flushes
+        assert sink.records == 2 and sink.retries == 0
+
+    run(main())
+    assert sub.wait_count(2) == 2
+    sub.close()
+
+
 def test_connection_refused_and_lost(run: Runner) -> None:
     port = free_port()
 

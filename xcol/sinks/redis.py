@@ -569,6 +569,7 @@ class RedisSink(Sink):
         # Batches written but not yet answered, oldest first (at most two).  A retry
         # re-sends their RESP instead of encoding (and applying their state) again.
         self._unacked: deque[_Batch] = deque()
+        self._retrying = False  # a call failed: the next write may repeat its batch
         self._last_warn = -1e18
         # -- metrics --
         #: Records and batches delivered (every reply received).
@@ -716,12 +717,13 @@ class RedisSink(Sink):
         """
         unacked = self._unacked
         conn = self._connected()
-        if unacked and unacked[-1].batch is batch:
+        if self._retrying and unacked and unacked[-1].batch is batch:
             pass  # the fan-out's retry of a batch this sink already holds
         else:
             payload, ncmd, nmd = await self._encode_yielding(batch)
             unacked.append(_Batch(batch, payload, ncmd, nmd, n_records))
         await self._settle(conn, keep=1)
+        self._retrying = False
 
     async def flush(self) -> None:
         """Wait until Redis answered every batch written.  Also notices a dead connection
@@ -752,6 +754,7 @@ class RedisSink(Sink):
             # Whatever was not answered goes again, whole, on the next connection.
             for b in unacked:
                 b.fut = None
+            self._retrying = True
             self._abort(conn)
             self._ok = False
             if isinstance(exc, asyncio.CancelledError):
