@@ -13,7 +13,9 @@ Workloads, each built once outside the timed region and cut into batches of abou
 * ``run+deltas``: the same with ``publish_deltas`` (every book delta PUBLISHed too);
 * ``trades``: only the trade records (one PUBLISH each plus the rolling-window update);
 * ``top``: ``top`` records of 20 levels per side (from the run's snapshots, re-encoded in
-  the record schema) cut to ``depth`` = 10 (one PUBLISH each).
+  the record schema) cut to ``depth`` = 10 (one PUBLISH each);
+* ``top+coalesce``: the same with ``coalesce_orderbook`` (one PUBLISH per instrument per
+  batch).
 
 Each workload: one untimed warm-up pass, then ``--rounds`` timed rounds of
 ``--records-per-round`` records written through ``RedisSink.write`` (one batch in flight
@@ -151,8 +153,9 @@ def batches_of(records: list[bytes], batch_bytes: int, total: int) -> list[tuple
 
 
 async def run_workload(url: str, batches: list[tuple[bytes, int]], rounds: int,
-                       deltas: bool) -> dict[str, Any]:
-    sink = RedisSink(url, publish_deltas=deltas, name="bench")
+                       opts: dict[str, bool]) -> dict[str, Any]:
+    sink = RedisSink(url, name="bench", publish_deltas=opts.get("publish_deltas", False),
+                     coalesce_orderbook=opts.get("coalesce_orderbook", False))
     await sink.open()
     for b, n in batches:  # warm-up: streams, routes, connection
         await sink.write(b, n)
@@ -194,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch-bytes", type=int, default=256 * 1024)
     ap.add_argument("--records-per-round", type=int, default=200_000)
     ap.add_argument("--rounds", type=int, default=5)
-    ap.add_argument("--workloads", default="run,run+deltas,trades,top")
+    ap.add_argument("--workloads", default="run,run+deltas,trades,top,top+coalesce")
     ap.add_argument("--uvloop", action=argparse.BooleanOptionalAction, default=True)
     ap.add_argument("--json", metavar="PATH", help="write the results as JSON")
     args = ap.parse_args(argv)
@@ -238,25 +241,27 @@ def main(argv: list[str] | None = None) -> int:
             procs.append(subprocess.Popen(["redis-cli", "-h", host, "-p", port_s,
                                            "psubscribe", "*"], stdout=subprocess.DEVNULL))
         time.sleep(0.2 if args.subscribers else 0)
-        work = {
-            "run": (records, False),
-            "run+deltas": (records, True),
-            "trades": ([r for r in records if r.startswith(b'{"type":"trade"')], False),
-            "top": (top_records(records), False),
+        tops = top_records(records)
+        work: dict[str, tuple[list[bytes], dict[str, bool]]] = {
+            "run": (records, {}),
+            "run+deltas": (records, {"publish_deltas": True}),
+            "trades": ([r for r in records if r.startswith(b'{"type":"trade"')], {}),
+            "top": (tops, {}),
+            "top+coalesce": (tops, {"coalesce_orderbook": True}),
         }
         if args.uvloop:
             import uvloop
             uvloop.install()
         results: dict[str, Any] = {}
         for name in args.workloads.split(","):
-            recs, deltas = work[name]
+            recs, opts = work[name]
             if not recs:
                 print(f"{name}: no records, skipped")
                 continue
             batches = batches_of(recs, args.batch_bytes, args.records_per_round)
-            res = asyncio.run(run_workload(url, batches, args.rounds, deltas))
+            res = asyncio.run(run_workload(url, batches, args.rounds, opts))
             results[name] = res
-            print(f"{name:>11}: {res['records_per_s_median']:>11,.0f} records/s "
+            print(f"{name:>12}: {res['records_per_s_median']:>11,.0f} records/s "
                   f"(min {res['records_per_s_min']:,.0f}, max {res['records_per_s_max']:,.0f});"
                   f" {res['commands_per_record']:.3f} commands/record, "
                   f"{res['batches_per_round']} batches of ~{res['bytes_per_batch']:,} B, "

@@ -539,6 +539,36 @@ def test_market_data_coalescing_window_and_orderbook(server: RedisServer, run: R
     sub.close()
 
 
+def test_coalesced_orderbook(server: RedisServer, run: Runner) -> None:
+    """``coalesce_orderbook``: one orderbook message per instrument per batch, the latest
+    book (a snapshot after tops wins, tops after a snapshot win)."""
+    sub = Subscriber(server.port, ["orderbook:*"])
+    first = [rec_book("top", 4, 4, "C", seq=s) for s in (1, 2)] + [
+        rec_book("snapshot", 30, 30, "C", seq=3), rec_book("top", 2, 2, "D", seq=4)]
+    second = [rec_book("snapshot", 30, 30, "C", seq=5), rec_book("top", 5, 5, "C", seq=6)]
+
+    async def main() -> None:
+        sink = RedisSink(url(server), depth=4, coalesce_orderbook=True)
+        await sink.open()
+        await sink.write(*batch(*first))
+        await sink.write(*batch(*second))
+        await sink.close()
+        # 3 books + 3 market-data updates (C twice, D: no BBO, so from their books)
+        assert sink.commands == 3 + 2 * 3 and sink.market_data == 3
+
+    run(main())
+    sub.wait_quiet(0.3)
+    msgs = sub.by_channel()
+    assert [json.loads(p) for p in msgs["orderbook:binance-usdm:C"]] == [
+        orderbook_reference(json.loads(first[2]), 4), orderbook_reference(json.loads(second[1]), 4)]
+    assert [json.loads(p) for p in msgs["orderbook:binance-usdm:D"]] == [
+        orderbook_reference(json.loads(first[3]), 4)]
+    sub.close()
+    with server.client() as c:  # best bid/ask from the latest book, a snapshot too
+        md = json.loads(c.check("GET", "market_data:C"))
+    assert (md["bid"], md["ask"]) == ("100.5", "101.5")
+
+
 def test_rolling_window_matches_brute_force() -> None:
     """Against a reference that keeps every trade: after each step the window holds the
     trades whose minute is among the last 60 (1 h span here) of the newest minute seen; a

@@ -390,6 +390,8 @@ class RedisSinkConfig(_SinkCommon):
         "levels per side in orderbook payloads", _positive))
     publish_deltas: bool = field(default=False, metadata=_meta(
         "also publish book deltas on book_channel"))
+    coalesce_orderbook: bool = field(default=False, metadata=_meta(
+        "publish only the latest book per instrument per batch"))
     orderbook_channel: str = field(default="orderbook:{exchange}:{symbol}", metadata=_meta(
         "channel of top-N books (top and snapshot records)", _redis_template))
     market_data_channel: str = field(default="market_data:{symbol}", metadata=_meta(

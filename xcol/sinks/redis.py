@@ -439,7 +439,8 @@ class _Stream:
     """Per (exchange, symbol): pre-encoded command heads and market-data state."""
 
     __slots__ = ("exchange", "symbol", "ob_head", "trades_head", "book_head", "md_pub_head",
-                 "md_set_head", "md_set_tail", "bbo_rec", "top_rec", "trades", "has_bbo",
+                 "md_set_head", "md_set_tail", "bbo_rec", "top_rec", "ob_rec", "trades",
+                 "has_bbo",
                  "dirty",
                  "bid", "bid_qty", "ask", "ask_qty", "last", "last_qty", "last_side", "last_ts",
                  "window", "ts_exchange", "updated_at")
@@ -466,6 +467,7 @@ class _Stream:
         self.bbo_rec: bytes | None = None  # latest BBO record of the batch being encoded
         self.top_rec: bytes | None = None  # latest top record (best bid/ask without BBO)
         self.trades: list[bytes] = []  # trade records of the batch being encoded
+        self.ob_rec: bytes | None = None  # latest book of the batch (coalesce_orderbook)
         self.has_bbo = False
         self.dirty = False
         self.bid: str | None = None
@@ -514,6 +516,8 @@ class RedisSink(Sink):
         dropped and the batch retried on a new one.
     :param depth: levels per side in ``orderbook`` payloads.
     :param publish_deltas: also publish ``book`` records (incremental deltas).
+    :param coalesce_orderbook: publish only the latest book of each instrument per batch
+        (like market data) instead of one per ``top``/``snapshot`` record.
     :param ttl_s: ``EX`` of the market-data keys (0: no expiry).
     :param templates: channel/key templates by name (see :data:`DEFAULT_TEMPLATES`).
     :param name: metrics label.
@@ -531,6 +535,7 @@ class RedisSink(Sink):
         timeout_s: float = 10.0,
         depth: int = 10,
         publish_deltas: bool = False,
+        coalesce_orderbook: bool = False,
         ttl_s: int = 300,
         templates: dict[str, str] | None = None,
         name: str = "redis",
@@ -550,6 +555,7 @@ class RedisSink(Sink):
         self.depth = depth
         self._cut_re = _levels_re(depth)
         self.publish_deltas = publish_deltas
+        self.coalesce_orderbook = coalesce_orderbook
         if ttl_s < 0:
             raise ValueError(f"ttl_s must be >= 0, got {ttl_s}")
         self.ttl_s = ttl_s
@@ -603,7 +609,8 @@ class RedisSink(Sink):
         return cls(cfg.url, username=cfg.username, password=cfg.password,
                    tls_verify=cfg.tls_verify, tls_ca_file=cfg.tls_ca_file,
                    connect_timeout_s=cfg.connect_timeout_s, timeout_s=cfg.timeout_s,
-                   depth=cfg.depth, publish_deltas=cfg.publish_deltas, ttl_s=cfg.ttl_s,
+                   depth=cfg.depth, publish_deltas=cfg.publish_deltas,
+                   coalesce_orderbook=cfg.coalesce_orderbook, ttl_s=cfg.ttl_s,
                    templates={k: getattr(cfg, k) for k in DEFAULT_TEMPLATES}, name=name)
 
     def __repr__(self) -> str:
@@ -835,8 +842,9 @@ class RedisSink(Sink):
         updates among them; applies the batch to the market-data state."""
         out: list[bytes] = []
         dirty: list[_Stream] = []
-        ncmd = self._encode_lines(batch.split(b"\n"), out, dirty)
-        ncmd += self._encode_market_data(out, dirty)
+        books: list[_Stream] = []
+        ncmd = self._encode_lines(batch.split(b"\n"), out, dirty, books)
+        ncmd += self._encode_latest(out, dirty, books)
         return b"".join(out), ncmd, len(dirty)
 
     async def _encode_yielding(self, batch: bytes) -> tuple[bytes, int, int]:
@@ -847,21 +855,25 @@ class RedisSink(Sink):
             return self._encode(batch)
         out: list[bytes] = []
         dirty: list[_Stream] = []
+        books: list[_Stream] = []
         ncmd = 0
         for i in range(0, len(lines), _CHUNK):
             if i:
                 await asyncio.sleep(0)
-            ncmd += self._encode_lines(lines[i:i + _CHUNK], out, dirty)
-        ncmd += self._encode_market_data(out, dirty)
+            ncmd += self._encode_lines(lines[i:i + _CHUNK], out, dirty, books)
+        ncmd += self._encode_latest(out, dirty, books)
         return b"".join(out), ncmd, len(dirty)
 
-    def _encode_lines(self, lines: list[bytes], out: list[bytes], dirty: list[_Stream]) -> int:
+    def _encode_lines(self, lines: list[bytes], out: list[bytes], dirty: list[_Stream],
+                      books: list[_Stream]) -> int:
         """Append the commands of ``lines`` to ``out``; the instruments whose market data
-        changed to ``dirty``.  Returns the number of commands."""
+        changed to ``dirty``, those with a coalesced book to ``books``.  Returns the
+        number of commands."""
         ap = out.append
         ncmd = 0
         routes = self._routes
         deltas = self.publish_deltas
+        coalesce = self.coalesce_orderbook
         for rec in lines:
             if not rec:
                 continue
@@ -891,6 +903,15 @@ class RedisSink(Sink):
                     ap(st.book_head)
                     ap(b"$%d\r\n%s\r\n" % (len(rec), rec))
                     ncmd += 1
+            elif coalesce and kind in (_TOP, _SNAPSHOT):
+                if st.ob_rec is None:
+                    books.append(st)
+                st.ob_rec = rec  # the latest book of the batch is published at its end
+                if not st.has_bbo:
+                    st.top_rec = rec
+                    if not st.dirty:
+                        st.dirty = True
+                        dirty.append(st)
             elif kind in (_TOP, _SNAPSHOT):
                 payload = self._orderbook(rec, hstart, s_end)
                 if payload is None:
@@ -900,7 +921,7 @@ class RedisSink(Sink):
                 ap(payload)
                 ap(b"\r\n")
                 ncmd += 1
-                if kind == _TOP and not st.has_bbo:
+                if not st.has_bbo:
                     st.top_rec = rec
                     if not st.dirty:
                         st.dirty = True
@@ -909,9 +930,24 @@ class RedisSink(Sink):
                 self.skipped += 1
         return ncmd
 
-    def _encode_market_data(self, out: list[bytes], dirty: list[_Stream]) -> int:
-        """One market-data PUBLISH + SET per changed instrument (coalescing)."""
+    def _encode_latest(self, out: list[bytes], dirty: list[_Stream],
+                       books: list[_Stream]) -> int:
+        """The coalesced commands of a batch: the latest book of each instrument in
+        ``books`` (with ``coalesce_orderbook``), and one market-data PUBLISH + SET per
+        instrument in ``dirty``."""
         ap = out.append
+        ncmd = 0
+        for st in books:
+            rec, st.ob_rec = st.ob_rec, None
+            assert rec is not None
+            e = rec.find(_SYM, 9)
+            payload = self._orderbook(rec, rec.find(_EXCH, 9) + 2, rec.find(b'"', e + 12))
+            if payload is not None:
+                ap(st.ob_head)
+                ap(b"$%d\r\n" % len(payload))
+                ap(payload)
+                ap(b"\r\n")
+                ncmd += 1
         for st in dirty:
             if st.trades:
                 self._trades(st)
@@ -921,7 +957,7 @@ class RedisSink(Sink):
             ap(st.md_set_head)
             ap(b"$%d\r\n%s\r\n" % (len(md), md))
             ap(st.md_set_tail)
-        return 2 * len(dirty)
+        return ncmd + 2 * len(dirty)
 
     def _orderbook(self, rec: bytes, hstart: int, s_end: int) -> bytes | None:
         """The orderbook payload of a ``top``/``snapshot`` record, cut to ``depth``."""
