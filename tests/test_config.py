@@ -262,6 +262,7 @@ def test_every_key_is_documented() -> None:
         KafkaSinkConfig,
         ParquetSinkConfig,
         PostgresSinkConfig,
+        RedisSinkConfig,
         ResyncConfig,
         RotationConfig,
         RuntimeConfig,
@@ -279,7 +280,8 @@ def test_every_key_is_documented() -> None:
                         (IlpSinkConfig, "sinks.ilp."),
                         (ParquetSinkConfig, "sinks.parquet."),
                         (KafkaSinkConfig, "sinks.kafka."),
-                        (PostgresSinkConfig, "sinks.postgres.")]:
+                        (PostgresSinkConfig, "sinks.postgres."),
+                        (RedisSinkConfig, "sinks.redis.")]:
         hints = typing.get_type_hints(cls)
         for f in dataclasses.fields(cls):
             if dataclasses.is_dataclass(hints[f.name]) and hints[f.name] is not HostPort:

@@ -63,6 +63,7 @@ __all__ = [
     "ParquetSinkConfig",
     "KafkaSinkConfig",
     "PostgresSinkConfig",
+    "RedisSinkConfig",
     "ResyncConfig",
     "RotationConfig",
     "RuntimeConfig",
@@ -150,9 +151,7 @@ PRESETS: dict[str, tuple[int, float, float]] = {
 }
 
 #: Sink tables this build implements.
-SINK_NAMES = ("stdout", "jsonl", "shm", "ilp", "parquet", "kafka", "postgres")
-#: Sink tables reserved for sinks that exist in the design but not in this build.
-_PLANNED_SINKS = ("redis",)
+SINK_NAMES = ("stdout", "jsonl", "shm", "ilp", "parquet", "kafka", "postgres", "redis")
 
 # --------------------------------------------------------------------------- schema
 
@@ -187,8 +186,10 @@ class HostPort:
         return cls(host, port)
 
 
-def _meta(doc: str, check: Callable[[Any], str | None] | None = None) -> dict[str, Any]:
-    return {"doc": doc, "check": check}
+def _meta(doc: str, check: Callable[[Any], str | None] | None = None,
+          secret: Literal["value", "url"] | None = None) -> dict[str, Any]:
+    # secret: masked by config_to_dict (the whole value, or a URL's password)
+    return {"doc": doc, "check": check, "secret": secret}
 
 
 def _positive(v: Any) -> str | None:
@@ -571,6 +572,52 @@ class PostgresSinkConfig(_SinkCommon):
         "also store incremental book records in book_deltas (off: counted as skipped)"))
 
 
+def _redis_template(v: Any) -> str | None:
+    from xcol.sinks.redis import check_template
+
+    return check_template(v)
+
+
+@dataclass(frozen=True)
+class RedisSinkConfig(_SinkCommon):
+    """``[sinks.redis]``: pub/sub channels and market-data keys in Redis (docs/sinks.md).
+
+    Channel and key templates take ``{exchange}`` and ``{symbol}``.
+    """
+
+    url: str = field(default="redis://127.0.0.1:6379/0", metadata=_meta(
+        "redis://[[user]:password@]host[:port][/db], or rediss:// for TLS", secret="url"))
+    username: str = field(default="", metadata=_meta("ACL user for AUTH (overrides the URL's)"))
+    password: str = field(default="", metadata=_meta(
+        "password for AUTH (overrides the URL's)", secret="value"))
+    tls_verify: bool = field(default=True, metadata=_meta(
+        "rediss://: verify the server certificate and host name"))
+    tls_ca_file: str = field(default="", metadata=_meta(
+        "rediss://: CA bundle to verify against (default: the system's)"))
+    connect_timeout_s: float = field(default=5.0, metadata=_meta(
+        "connect + TLS + AUTH/SELECT deadline", _positive))
+    timeout_s: float = field(default=10.0, metadata=_meta(
+        "deadline for the replies of one batch (then reconnect and retry)", _positive))
+    depth: int = field(default=10, metadata=_meta(
+        "levels per side in orderbook payloads", _positive))
+    publish_deltas: bool = field(default=False, metadata=_meta(
+        "also publish book deltas on book_channel"))
+    coalesce_orderbook: bool = field(default=False, metadata=_meta(
+        "publish only the latest book per instrument per batch"))
+    orderbook_channel: str = field(default="orderbook:{exchange}:{symbol}", metadata=_meta(
+        "channel of top-N books (top and snapshot records)", _redis_template))
+    market_data_channel: str = field(default="market_data:{symbol}", metadata=_meta(
+        "channel of market-data updates", _redis_template))
+    market_data_key: str = field(default="market_data:{symbol}", metadata=_meta(
+        "key holding the latest market data", _redis_template))
+    trades_channel: str = field(default="trades:{symbol}", metadata=_meta(
+        "channel of trade records", _redis_template))
+    book_channel: str = field(default="book:{exchange}:{symbol}", metadata=_meta(
+        "channel of book deltas (with publish_deltas)", _redis_template))
+    ttl_s: int = field(default=300, metadata=_meta(
+        "expiry of the market-data keys, seconds (0: none)", _non_negative))
+
+
 @dataclass(frozen=True)
 class SinksConfig:
     """Table ``[sinks]``: one sub-table per sink; absent tables are ``None``."""
@@ -582,6 +629,7 @@ class SinksConfig:
     parquet: ParquetSinkConfig | None = None
     kafka: KafkaSinkConfig | None = None
     postgres: PostgresSinkConfig | None = None
+    redis: RedisSinkConfig | None = None
 
     def enabled(self) -> list[tuple[str, _SinkCommon]]:
         """``(name, config)`` of every configured, enabled sink."""
@@ -850,9 +898,6 @@ class _Builder:
             if key not in fields:
                 src = _source_of(raw[key])
                 where = _fmt((*path, key))
-                if cls is SinksConfig and key in _PLANNED_SINKS:
-                    raise ConfigError(where, f"sink {key!r} is not available in this build "
-                                      f"(available: {', '.join(SINK_NAMES)})", src)
                 what = "sink" if cls is SinksConfig else "key"
                 raise ConfigError(where, f"unknown {what} {key!r}"
                                   f"{_suggest(key, list(fields))}", src)
@@ -988,6 +1033,16 @@ def _kafka_hook(kw: dict[str, Any], raw: dict[str, Any], path: _Path) -> None:
         raise ConfigError(_fmt((*path, "properties", exc.key)), str(exc), src) from None
 
 
+def _redis_hook(kw: dict[str, Any], raw: dict[str, Any], path: _Path) -> None:
+    from xcol.sinks.redis import parse_url
+
+    _sink_hook(kw, raw, path)
+    try:
+        parse_url(kw.get("url", "redis://127.0.0.1:6379/0"))
+    except ValueError as exc:
+        raise ConfigError(_fmt((*path, "url")), str(exc), _src(raw, "url")) from None
+
+
 def _backoff_hook(kw: dict[str, Any], raw: dict[str, Any], path: _Path) -> None:
     base = kw.get("base_s", 0.25)
     cap = kw.get("cap_s", 30.0)
@@ -1043,6 +1098,7 @@ _HOOKS: dict[type, Callable[[dict[str, Any], dict[str, Any], _Path], None]] = {
     ParquetSinkConfig: _parquet_hook,
     KafkaSinkConfig: _kafka_hook,
     PostgresSinkConfig: _sink_hook,
+    RedisSinkConfig: _redis_hook,
     BackoffConfig: _backoff_hook,
     Config: _config_hook,
 }
@@ -1099,13 +1155,27 @@ def config_to_dict(cfg: Any) -> Any:
     if isinstance(cfg, HostPort):
         return str(cfg)
     if dataclasses.is_dataclass(cfg) and not isinstance(cfg, type):
-        out = {f.name: config_to_dict(getattr(cfg, f.name)) for f in dataclasses.fields(cfg)}
+        out = {f.name: _masked(f, config_to_dict(getattr(cfg, f.name)))
+               for f in dataclasses.fields(cfg)}
         if isinstance(cfg, _SinkCommon):
             out["low_watermark"] = cfg.resolved_low_watermark
         return out
     if isinstance(cfg, tuple):
         return [config_to_dict(x) for x in cfg]
     return cfg
+
+
+def _masked(f: dataclasses.Field[Any], v: Any) -> Any:
+    secret = f.metadata.get("secret")
+    if not secret or not v:
+        return v
+    if secret == "url":
+        parts = urlsplit(v)
+        if parts.password:
+            host = parts.netloc.rpartition("@")[2]
+            return parts._replace(netloc=f"{parts.username or ''}:***@{host}").geturl()
+        return v
+    return "***"
 
 
 # --------------------------------------------------------------------------- CLI pieces

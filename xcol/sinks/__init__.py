@@ -17,13 +17,14 @@ if TYPE_CHECKING:
     from xcol.config import SinksConfig
     from xcol.fanout import QueueSpec
 
-__all__ = ["IlpSink", "JsonlSink", "KafkaSink", "ParquetSink", "PostgresSink", "ShmSink", "Sink",
+__all__ = ["IlpSink", "JsonlSink", "KafkaSink", "ParquetSink", "PostgresSink", "RedisSink",
+           "ShmSink", "Sink",
            "StdoutSink", "ThreadedSink", "build_sinks"]
 
 #: class name -> module, for the sinks imported lazily
 _LAZY = {"IlpSink": "xcol.sinks.ilp", "ShmSink": "xcol.sinks.shm",
          "ParquetSink": "xcol.sinks.parquet", "KafkaSink": "xcol.sinks.kafka",
-         "PostgresSink": "xcol.sinks.postgres"}
+         "PostgresSink": "xcol.sinks.postgres", "RedisSink": "xcol.sinks.redis"}
 
 
 def __getattr__(name: str) -> Any:
@@ -82,7 +83,10 @@ def build_sinks(cfg: SinksConfig) -> list[tuple[Sink, QueueSpec]]:
                                 statement_timeout_s=sc.statement_timeout_s,
                                 connect_timeout_s=sc.connect_timeout_s,
                                 book_deltas=sc.book_deltas, name=name)
-        # -- further sinks: one branch each, importing the module lazily --
+        elif isinstance(sc, c.RedisSinkConfig):
+            from xcol.sinks.redis import RedisSink
+
+            sink = RedisSink.from_config(sc, name)
         elif isinstance(sc, c.StdoutSinkConfig):
             sink = StdoutSink(name=name)
         else:
