@@ -81,8 +81,14 @@ class FeedRuntime:
 class Collector:
     """Run the feeds of ``cfg`` until :meth:`stop`."""
 
-    def __init__(self, cfg: Config) -> None:
+    def __init__(self, cfg: Config, *, listener_cls: Any = FeedListener,
+                 on_snapshot: Callable[[str, bytes], None] | None = None) -> None:
+        """:param listener_cls: the per-connection listener (``xcol record`` passes one
+        that also writes each frame); :param on_snapshot: called with the symbol and body
+        of every REST snapshot fetched."""
         self.cfg = cfg
+        self._listener_cls = listener_cls
+        self._on_snapshot = on_snapshot
         self.feeds: list[FeedRuntime] = []
         self.fanout = FanOut(pause_reading=self._pause, resume_reading=self._resume)
         self.http: ObsServer | None = None
@@ -184,8 +190,9 @@ class Collector:
         return handle
 
     def _factory(self, ln: Line, eng: Engine) -> Callable[[], FeedListener]:
-        def make() -> FeedListener:
-            lst = FeedListener(eng, ln.line_id, self.fanout.offer, self._on_control(ln))
+        def make() -> Any:
+            lst = self._listener_cls(eng, ln.line_id, self.fanout.offer,
+                                     self._on_control(ln))
             ln.listener = lst
             return lst
         return make
@@ -367,6 +374,8 @@ class Collector:
                     fr.snapshot_errors += 1
                     log.warning("%s %s: snapshot failed: %s", fr.cfg.exchange, sym, exc)
                     continue
+                if self._on_snapshot is not None:
+                    self._on_snapshot(sym, body)
                 code = eng.feed_snapshot(sym, body)
                 if code not in (7, 2):
                     log.info("%s %s: snapshot result %s; will retry", fr.cfg.exchange, sym,

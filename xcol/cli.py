@@ -75,6 +75,14 @@ def _build_parser() -> argparse.ArgumentParser:
     runp = sub.add_parser("run", help="run the collector from a TOML config (-c FILE)")
     add_config_arguments(runp)
     runp.set_defaults(func=live_demo.run_collector)
+    from xcol import record
+
+    recp = sub.add_parser(
+        "record", help="record raw frames with receive times to a file xcol replay reads",
+        description="Connect like 'xcol run' (first endpoint of each feed) and append every "
+                    "frame and REST snapshot as '<ns> <json>' lines.")
+    record.add_arguments(recp)
+    recp.set_defaults(func=record.run)
     add_check_config_command(sub)
     from xcol.obs import report
 
