@@ -60,6 +60,16 @@ def test_two_lines_against_the_simulator(tmp_path: Path) -> None:
     assert book.last_seq == sim.last_seq(inst)
     c = stats["counters"]
     assert c["received"] == c["published"] + c["duplicates"] + c["dropped"]
+    # every update from a frame is also timed by stage (the REST snapshot is not a
+    # frame), and the stages add up to the whole
+    lat = stats["latency"]
+    code_n = lat["code_us"]["count"]
+    assert code_n > 100
+    stages = lat["stages_us"]
+    assert set(stages) == {"decode", "book", "encode"}
+    assert all(code_n - 2 <= v["count"] <= code_n for v in stages.values())
+    assert sum(v["p50"] for v in stages.values()) <= lat["code_us"]["p99"]
+    assert stages["decode"]["max"] <= lat["code_us"]["max"]
     # every published record reached the JSONL file, once
     lines = out.read_text().splitlines()
     recs = [json.loads(x) for x in lines]

@@ -103,6 +103,7 @@ class Collector:
                 eng.add_instrument(sym)
             eng.set_reorder_window(int(rt.reorder_window_ms * 1e6))
             eng.set_top(rt.top_levels, int(rt.top_interval_ms * 1e6))
+            eng.stage_timing = rt.stage_latency
             fr = FeedRuntime(fc, eng, snapshots=TokenBucket(rt.resync.rate_per_s,
                                                             rt.resync.burst))
             n = 0
@@ -427,11 +428,15 @@ class Collector:
         streams: list[dict[str, Any]] = []
         code = HdrHistogram(1, 60_000_000_000, 3)
         exch = HdrHistogram(1, 3_600_000_000, 3)
+        stages = {k: HdrHistogram(1, 60_000_000_000, 3) for k in ("decode", "book", "encode")}
         received = published = duplicates = dropped = 0
         for fr in self.feeds:
             eng = fr.engine
             code.merge(eng.code_ns)
             exch.merge(eng.exch_us)
+            stages["decode"].merge(eng.decode_ns)
+            stages["book"].merge(eng.book_ns)
+            stages["encode"].merge(eng.encode_ns)
             ac = eng.arbiter_counters()
             received += ac["received"]
             duplicates += ac["duplicates"]
@@ -478,7 +483,10 @@ class Collector:
             "connections": conns, "streams": streams,
             # code histograms are in ns and exchange ones in us: both shown 1000x coarser
             "latency": {"code_us": latency_summary(code, 1000.0),
-                        "exchange_ms": latency_summary(exch, 1000.0)},
+                        "exchange_ms": latency_summary(exch, 1000.0),
+                        # code latency by stage: frame -> decoded -> book -> queued
+                        "stages_us": {k: latency_summary(h, 1000.0)
+                                      for k, h in stages.items()}},
             "sinks": sinks,
             "counters": {"received": received, "published": published,
                          "duplicates": duplicates, "dropped": dropped},

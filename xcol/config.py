@@ -273,6 +273,8 @@ class RuntimeConfig:
         "wait for another line to fill a gap before it counts as one", _non_negative))
     stale_timeout_s: float = field(default=30.0, metadata=_meta(
         "a line with no data this long is reconnected", _positive))
+    stage_latency: bool = field(default=True, metadata=_meta(
+        "time each stage (decoded, book, queued) too: two more clock reads per update"))
     top_levels: int = field(default=10, metadata=_meta(
         "levels per side in \"top\" book records (0: no top records)",
         lambda v: None if 0 <= v <= 1000 else "must be in [0, 1000]"))

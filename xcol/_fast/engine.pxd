@@ -87,6 +87,12 @@ cdef class Engine:
     cdef list lag_hists          # HdrHistogram per line: lag behind the winner, ns
     cdef readonly HdrHistogram code_ns     # frame received -> record queued, ns
     cdef readonly HdrHistogram exch_us     # exchange event time -> received, us
+    cdef public bint stage_timing          # also time the stages (two clock reads more)
+    cdef readonly HdrHistogram decode_ns   # frame received -> decoded, ns
+    cdef readonly HdrHistogram book_ns     # decoded -> book applied (arbitrated), ns
+    cdef readonly HdrHistogram encode_ns   # applied -> record queued, ns
+    cdef int64_t t_decoded
+    cdef int64_t t_book
     cdef public bint publish                # encode records (else only count)
     cdef readonly int top_n                 # levels per side in "top" records (0: none)
     cdef readonly int64_t top_interval_ns   # at most one "top" per book per interval

@@ -149,6 +149,9 @@ cdef class Engine:
         self.lag_hists = [HdrHistogram(1, 60_000_000_000, 3) for _ in range(MAX_LINES)]
         self.code_ns = HdrHistogram(1, 60_000_000_000, 3)
         self.exch_us = HdrHistogram(1, 3_600_000_000, 3)
+        self.decode_ns = HdrHistogram(1, 60_000_000_000, 3)
+        self.book_ns = HdrHistogram(1, 60_000_000_000, 3)
+        self.encode_ns = HdrHistogram(1, 60_000_000_000, 3)
         memset(self.lines, 0, sizeof(self.lines))
         memset(&self.held_ev, 0, sizeof(Event))
 
@@ -268,6 +271,9 @@ cdef class Engine:
         cdef int inst, idx, r, i
         cdef PyObject *bp
         cdef int64_t v
+        if self.stage_timing:
+            self.t_decoded = mono_ns()
+            self.t_book = self.t_decoded
         self.messages += 1
         if kind < 0:
             self.errors[ev.err] += 1
@@ -332,6 +338,8 @@ cdef class Engine:
         (<Book>bp).now = self.now
         (<Book>bp).now_line = self.cur_line
         r = (<Book>bp).apply(ev)
+        if self.stage_timing:
+            self.t_book = mono_ns()
         self.results[r] += 1
         if r == AR_BAD_NUMBER:
             self.bad_numbers += 1
@@ -736,8 +744,13 @@ cdef class Engine:
 
     cdef void _done(self, int n, int64_t exch_ts) noexcept:
         """``n`` records of one update are complete: count them and time them."""
+        cdef int64_t t = mono_ns()
         self.out_records += n
-        self.code_ns.record(mono_ns() - self.now)
+        self.code_ns.record(t - self.now)
+        if self.stage_timing and self.t_decoded >= self.now:
+            self.decode_ns.record(self.t_decoded - self.now)
+            self.book_ns.record(self.t_book - self.t_decoded)
+            self.encode_ns.record(t - self.t_book)
         if exch_ts > 0:
             self.exch_us.record(self.now_wall // 1000 - exch_ts * 1000)
 

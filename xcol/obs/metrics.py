@@ -292,6 +292,12 @@ def render_stats(stats: Mapping[str, Any], registry: Registry | None = None) -> 
         if isinstance(code, Mapping):
             _latency(reg, "xcol_code_latency_microseconds",
                      "Frame received to queued to sinks (monotonic clock).", code)
+        stages = latency.get("stages_us")
+        if isinstance(stages, Mapping):
+            for stage, summ in stages.items():
+                if isinstance(summ, Mapping):
+                    _latency(reg, f"xcol_stage_{stage}_latency_microseconds",
+                             f"Code latency of the {stage} stage (monotonic clock).", summ)
         exch = latency.get("exchange_ms")
         if isinstance(exch, Mapping):
             _latency(reg, "xcol_exchange_latency_milliseconds",

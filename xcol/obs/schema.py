@@ -85,6 +85,8 @@ class LatencyStats(TypedDict):
 
     code_us: LatencySummary
     exchange_ms: LatencySummary
+    #: code latency by stage ("decode", "book", "encode"), with runtime.stage_latency
+    stages_us: NotRequired[dict[str, LatencySummary]]
 
 
 class SinkStats(TypedDict):
