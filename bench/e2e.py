@@ -375,6 +375,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="interpreter that has cryptofeed 2.4.1 installed")
     ap.add_argument("--cryptofeed-frames", type=int, default=100_000)
     ap.add_argument("--no-cryptofeed", action="store_true")
+    ap.add_argument("--small-frames", type=int, default=400, metavar="BYTES",
+                    help="also run one and two lines with only the depth messages up to "
+                         "BYTES long (the simulator re-chains them; 0: skip)")
     ap.add_argument("--json", metavar="PATH", help="write the results as JSON")
     ap.add_argument("--cryptofeed-worker", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -411,6 +414,13 @@ def main(argv: list[str] | None = None) -> int:
                      rate=args.rate, warmup=int(args.rate))
     xr = {"one_line": _median_run(one), "two_lines": _median_run(two), "fixed_rate": fixed,
           "code_latency_us": {k: fixed["code_latency_us"][k] for k in ("p50", "p99", "p999")}}
+    if args.small_frames:
+        s1 = [run_xcol(capture, lines=1, frames=args.frames * 2, max_bytes=args.small_frames)
+              for _ in range(args.rounds)]
+        s2 = [run_xcol(capture, lines=2, frames=args.frames * 2, max_bytes=args.small_frames)
+              for _ in range(args.rounds)]
+        xr["small_frames"] = {"max_bytes": args.small_frames, "one_line": _median_run(s1),
+                              "two_lines": _median_run(s2)}
     res["xcol"] = xr
     cf = None
     if not args.no_cryptofeed:
@@ -437,6 +447,14 @@ def print_table(res: dict[str, Any]) -> None:
         c = r["code_latency_us"]
         print(f"{'xcol ' + name:28} {r['unique_msgs_per_s']:>14,.0f} {r['frames_per_s']:>12,.0f} "
               f"{c['p50']:>8.2f} {c['p99']:>8.2f} {c['p999']:>9.2f}")
+    sm = x.get("small_frames")
+    if sm:
+        for name in ("one_line", "two_lines"):
+            r = sm[name]
+            c = r["code_latency_us"]
+            print(f"{'xcol ' + name + ' <=' + str(sm['max_bytes']) + ' B':28} "
+                  f"{r['unique_msgs_per_s']:>14,.0f} {r['frames_per_s']:>12,.0f} "
+                  f"{c['p50']:>8.2f} {c['p99']:>8.2f} {c['p999']:>9.2f}")
     cf = res["cryptofeed"]
     if cf:
         print(f"{'cryptofeed ' + cf['version']:28} {cf['unique_msgs_per_s']:>14,.0f}")

@@ -78,3 +78,51 @@ def test_pin_to_current_cpus_and_reject_missing() -> None:
     assert runtime.pin_cpus(current) == tuple(current)
     with pytest.raises(ConfigError, match="runtime.cpu_affinity"):
         runtime.pin_cpus([max(current) + 1000])
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two CPUs")
+def test_helper_threads_start_off_the_pinned_cpu() -> None:
+    """After pinning the loop thread to one CPU, threads started under off_hot_cpus() and
+    sink writer threads run on the other CPUs; the pinned thread keeps its CPU."""
+    import threading
+
+    from xcol.sinks.jsonl import JsonlSink
+
+    before = set(os.sched_getaffinity(0))
+    hot = min(before)
+    seen: dict[str, set[int]] = {}
+
+    def probe(name: str) -> None:
+        seen[name] = set(os.sched_getaffinity(0))
+
+    def in_thread(name: str) -> None:
+        t = threading.Thread(target=probe, args=(name,))
+        t.start()
+        t.join()
+
+    # run in a thread of its own so the test process keeps its CPUs
+    def body() -> None:
+        runtime.pin_cpus([hot])
+        try:
+            assert runtime.helper_cpus() == before - {hot}
+            with runtime.off_hot_cpus():
+                in_thread("library")
+            in_thread("plain")
+            assert set(os.sched_getaffinity(0)) == {hot}
+
+            async def sink_thread() -> None:
+                sink = JsonlSink(os.devnull)
+                await sink._call(lambda: probe("sink"))
+                sink._shutdown_executor()
+
+            asyncio.run(sink_thread())
+        finally:
+            os.sched_setaffinity(0, before)
+            runtime.pin_cpus(before)
+
+    t = threading.Thread(target=body)
+    t.start()
+    t.join()
+    assert seen["library"] == before - {hot}
+    assert seen["sink"] == before - {hot}
+    assert seen["plain"] == {hot}

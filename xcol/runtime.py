@@ -8,11 +8,12 @@ can show it: a requested setting that the OS refused is reported, not hidden.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 import os
 import sys
-from collections.abc import Coroutine, Iterable
+from collections.abc import Coroutine, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -98,6 +99,43 @@ def _available_cpus() -> set[int]:
         return set(range(os.cpu_count() or 1))
 
 
+#: CPUs the process could use before pinning, and the ones the collector was pinned to
+_ALL_CPUS: set[int] = set()
+_HOT_CPUS: set[int] = set()
+
+
+def helper_cpus() -> set[int] | None:
+    """CPUs for helper threads (sink writers, client libraries' threads): the CPUs the
+    process could use minus the collector's pinned ones; None when nothing was pinned or
+    nothing is left (then helpers share the collector's CPUs)."""
+    rest = _ALL_CPUS - _HOT_CPUS
+    return rest if _HOT_CPUS and rest else None
+
+
+@contextlib.contextmanager
+def off_hot_cpus() -> Iterator[None]:
+    """Threads started inside this block (a client library's, a thread pool's) start on
+    :func:`helper_cpus`, so they do not preempt the pinned event-loop thread."""
+    cpus = helper_cpus()
+    if cpus is None or not hasattr(os, "sched_setaffinity"):
+        yield
+        return
+    old = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, cpus)
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, old)
+
+
+def move_thread_off_hot_cpus() -> None:
+    """Move the calling thread to :func:`helper_cpus` (a thread pool initializer)."""
+    cpus = helper_cpus()
+    if cpus is not None and hasattr(os, "sched_setaffinity"):
+        with contextlib.suppress(OSError):
+            os.sched_setaffinity(0, cpus)
+
+
 def pin_cpus(cpus: Iterable[int]) -> tuple[int, ...]:
     """Pin this process to ``cpus`` (no-op when empty); returns the resulting affinity.
 
@@ -118,6 +156,10 @@ def pin_cpus(cpus: Iterable[int]) -> tuple[int, ...]:
         os.sched_setaffinity(0, set(want))
     except OSError as exc:
         raise ConfigError("runtime.cpu_affinity", f"sched_setaffinity failed: {exc}") from None
+    _ALL_CPUS.clear()
+    _ALL_CPUS.update(have)
+    _HOT_CPUS.clear()
+    _HOT_CPUS.update(want)
     return tuple(sorted(os.sched_getaffinity(0)))
 
 

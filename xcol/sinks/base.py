@@ -76,8 +76,12 @@ class ThreadedSink(Sink):
 
     async def _call(self, fn: Callable[[], T]) -> T:
         if self._executor is None:
+            from xcol.runtime import move_thread_off_hot_cpus
+
+            # the writer thread runs off the collector's pinned CPU (when there is another)
             self._executor = concurrent.futures.ThreadPoolExecutor(
-                max_workers=1, thread_name_prefix=f"xcol-sink-{self.name}")
+                max_workers=1, thread_name_prefix=f"xcol-sink-{self.name}",
+                initializer=move_thread_off_hot_cpus)
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn)
 
     def _shutdown_executor(self) -> None:

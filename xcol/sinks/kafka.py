@@ -382,8 +382,11 @@ class KafkaSink(Sink):
         if int(conf.get("statistics.interval.ms", "0")) > 0:
             conf["stats_cb"] = self._on_stats
         conf["logger"] = _rdlog
+        from xcol.runtime import off_hot_cpus
+
         try:
-            p = Producer(conf)
+            with off_hot_cpus():  # librdkafka's threads start off the collector's CPU
+                p = Producer(conf)
         except KafkaException as exc:
             raise KafkaSinkError(f"kafka sink {self.name}: cannot create producer: "
                                  f"{exc.args[0].str() if exc.args else exc}") from None
