@@ -98,6 +98,9 @@ class CheckFailed(Exception):
     """A timed round did not process the workload the way a correct book must."""
 
 
+from common import cpu_model  # noqa: E402
+
+
 def _require(ok: bool, what: str) -> None:
     if not ok:
         raise CheckFailed(what)
@@ -536,15 +539,7 @@ def versions() -> dict[str, Any]:
 
 def machine() -> dict[str, Any]:
     """CPU, core count, interpreter and platform."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as fp:
-            for line in fp:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
+    cpu = cpu_model()
     return {
         "cpu": cpu,
         "cores": os.cpu_count(),

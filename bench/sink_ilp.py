@@ -54,6 +54,9 @@ from xcol.sinks.ilp_encode import MEASUREMENTS, IlpEncoder  # noqa: E402
 CAPTURE = "binance/usdm-btcusdt-20240808.gz"
 
 
+from common import cpu_model  # noqa: E402
+
+
 def corpus_root() -> Path:
     env = os.environ.get("XCOL_CORPUS")
     return Path(env) if env else REPO.parent / "shared" / "corpus"
@@ -204,15 +207,7 @@ def bench_tcp(batches: list[tuple[bytes, int]], kw: dict[str, Any], rounds: int,
 
 
 def machine() -> dict[str, Any]:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as fp:
-            for line in fp:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
+    cpu = cpu_model()
 
     def ver(name: str) -> str | None:
         try:

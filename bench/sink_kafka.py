@@ -53,6 +53,9 @@ _INSTRUMENTS = (("binance-usdm", "BTCUSDT"), ("binance-usdm", "ETHUSDT"),
                 ("okx", "BTC-USDT-SWAP"), ("okx", "ETH-USDT-SWAP"))
 
 
+from common import cut_batches  # noqa: E402
+
+
 def synth_records(n: int) -> list[bytes]:
     """``n`` records in the engine's schema, demo-like mix and sizes."""
     out: list[bytes] = []
@@ -92,20 +95,7 @@ def load_records(path: Path, n: int) -> list[bytes]:
     return out
 
 
-def cut(records: list[bytes], batch_bytes: int) -> list[tuple[bytes, int]]:
-    """Batches of up to ``batch_bytes`` (whole records)."""
-    out: list[tuple[bytes, int]] = []
-    cur: list[bytes] = []
-    size = 0
-    for r in records:
-        if cur and size + len(r) > batch_bytes:
-            out.append((b"".join(cur), len(cur)))
-            cur, size = [], 0
-        cur.append(r)
-        size += len(r)
-    if cur:
-        out.append((b"".join(cur), len(cur)))
-    return out
+cut = cut_batches
 
 
 def proc_cpu_s(pid: int) -> float:

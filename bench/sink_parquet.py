@@ -56,6 +56,9 @@ from xcol.sinks.parquet import _PARSE_OPTIONS, ParquetSink  # noqa: E402
 HOUR0 = 1_795_248_000 * 10**9
 
 
+from common import cut_batches  # noqa: E402
+
+
 def synth(n: int, instruments: int, seed: int = 1) -> list[bytes]:
     """``n`` records in the engine's layout with a real run's type mix."""
     rng = random.Random(seed)
@@ -103,19 +106,7 @@ def _rec(type_: str, symbol: str, seq: int, ts: int, **fields: Any) -> bytes:
     return json.dumps(head, separators=(",", ":")).encode() + b"\n"
 
 
-def batches(records: list[bytes], batch_bytes: int) -> list[tuple[bytes, int]]:
-    out: list[tuple[bytes, int]] = []
-    cur: list[bytes] = []
-    size = 0
-    for r in records:
-        if cur and size + len(r) > batch_bytes:
-            out.append((b"".join(cur), len(cur)))
-            cur, size = [], 0
-        cur.append(r)
-        size += len(r)
-    if cur:
-        out.append((b"".join(cur), len(cur)))
-    return out
+batches = cut_batches
 
 
 async def one_round(work: list[tuple[bytes, int]], flush_every: int, root: Path,

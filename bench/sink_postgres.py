@@ -55,6 +55,9 @@ TARGET_ROWS_PER_S = 100_000
 
 # -- records ---------------------------------------------------------------------------------
 
+from common import cpu_model, cut_batches  # noqa: E402
+
+
 def _head(t: str, seq: int, line: int) -> str:
     return (f'{{"type":"{t}","exchange":"binance-usdm","symbol":"BTCUSDT","seq":{seq},'
             f'"ts_exchange":{1795260893000 + seq // 1000},'
@@ -104,20 +107,7 @@ def load_jsonl(path: Path, n: int) -> list[bytes]:
     return [lines[i % len(lines)] for i in range(n)]
 
 
-def cut(records: list[bytes], batch_bytes: int) -> list[tuple[bytes, int]]:
-    """Join records into batches of up to ``batch_bytes`` (at least one record each)."""
-    out: list[tuple[bytes, int]] = []
-    cur: list[bytes] = []
-    size = 0
-    for r in records:
-        if cur and size + len(r) > batch_bytes:
-            out.append((b"".join(cur), len(cur)))
-            cur, size = [], 0
-        cur.append(r)
-        size += len(r)
-    if cur:
-        out.append((b"".join(cur), len(cur)))
-    return out
+cut = cut_batches
 
 
 # -- the alternatives (--compare) --------------------------------------------------------------
@@ -313,15 +303,7 @@ async def _compare(conn: Any, schema: str, batches: list[tuple[bytes, int]],
 
 def machine() -> dict[str, Any]:
     """CPU, core count, interpreter and platform."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as fp:
-            for line in fp:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
+    cpu = cpu_model()
     return {"cpu": cpu, "cores": os.cpu_count(), "python": sys.version.split()[0],
             "platform": platform.platform(),
             "loadavg": os.getloadavg() if hasattr(os, "getloadavg") else None}
