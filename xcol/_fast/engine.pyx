@@ -352,8 +352,9 @@ cdef class Engine:
     cdef int _peek_dup(self, int line, const char *d, size_t n, int64_t rx) noexcept:
         """A later copy of a Binance depth update, recognised from the frame's header
         (event type, symbol, update ids) and its closing bytes without decoding its
-        levels: counted like any duplicate and returned as R_DUPLICATE_COPY.  Returns 0 when the frame must be
-        decoded (not a depth update, unknown symbol, book not synced, or new)."""
+        levels: counted like any duplicate and returned as R_DUPLICATE_COPY.  Returns 0
+        when the frame must be decoded (not a depth update, unknown symbol, book not
+        synced, or new)."""
         cdef const char *end = d + (n if n < 320 else 320)
         cdef const char *p
         cdef const char *q
