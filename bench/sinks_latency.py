@@ -83,6 +83,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--warmup", type=float, default=2.0)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--json", metavar="PATH")
+    ap.add_argument("--without", action="append", default=[], metavar="SINK",
+                    help="leave this sink out of the all-sinks run (repeatable): to find "
+                         "which sink costs latency")
     ap.add_argument("--servers-core", type=int, default=1,
                     help="pin the local servers to this core (-1: leave them unpinned)")
     args = ap.parse_args(argv)
@@ -153,6 +156,8 @@ def main(argv: list[str] | None = None) -> int:
             f"sinks.parquet.dir={t / 'parquet'}",
             f"sinks.shm.name=xcol-bench-{os.getpid()}", f"sinks.shm.dir={t}",
         ]
+        everything = [x for x in everything
+                      if not any(x.startswith(f"sinks.{w}.") for w in args.without)]
         runs: list[dict[str, Any]] = []
         frames = int(args.rate * (args.seconds + args.warmup + 30))
         for r in range(args.rounds):
@@ -180,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
            "command": " ".join([Path(sys.executable).name, *sys.argv]),
            "machine": hotpath.machine(), "collector_core": core,
            "offered_frames_per_s": args.rate, "seconds": args.seconds, "runs": runs,
-           "ratio_all_sinks_vs_baseline": ratios,
+           "ratio_all_sinks_vs_baseline": ratios, "without": args.without,
            "target": "code latency within +-10% of the baseline with every sink on"}
     print("median ratio all sinks / baseline: "
           + ", ".join(f"{q} {v:.2f}x" for q, v in ratios.items()))
