@@ -113,6 +113,15 @@ _EXCH = b'","exchange":"'
 _SYM = b'","symbol":"'
 _SEQ = b'","seq":'
 _BAD_RECORD = "bad_record"
+_TS_RECV = re.compile(rb'"ts_recv":(\d+)')
+
+
+def _recv_time(item: tuple[str, bytes | None, bytes | None]) -> int:
+    """A record's receive time (ns), from its header; 0 when it has none."""
+    m = _TS_RECV.search(item[2] or b"", 0, 400)
+    return int(m.group(1)) if m else 0
+
+
 _RESEND = (KafkaError._PURGE_QUEUE, KafkaError._PURGE_INFLIGHT, KafkaError._FATAL)
 # Epoch bumps without a single delivery that mean "the broker lost our producer id".
 _EPOCH_STORM = 5
@@ -418,6 +427,10 @@ class KafkaSink(Sink):
         self._producer = self._new_producer()
         self._need_rebuild = False
         self.rebuilds += 1
+        # Purge reports come back queued records first, in-flight (older) ones later:
+        # restore the order records were produced in (receive time, stable for ties) so
+        # each key keeps its order on the new producer.
+        self._resend.sort(key=_recv_time)
         n = len(self._resend)
         if n:
             log.warning("kafka sink %s: producing %d undelivered records again on a new "
