@@ -53,7 +53,7 @@ _INSTRUMENTS = (("binance-usdm", "BTCUSDT"), ("binance-usdm", "ETHUSDT"),
                 ("okx", "BTC-USDT-SWAP"), ("okx", "ETH-USDT-SWAP"))
 
 
-from common import cut_batches  # noqa: E402
+from common import cpu_model, cut_batches  # noqa: E402
 
 
 def synth_records(n: int) -> list[bytes]:
@@ -136,14 +136,7 @@ async def one_round(mode: str, bootstrap: str, batches: list[tuple[bytes, int]],
 
 def machine() -> dict[str, Any]:
     """CPU, cores, interpreter, library versions."""
-    cpu = platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_model()
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True,
                                 text=True, check=False).stdout.strip()

@@ -56,7 +56,7 @@ from xcol.sinks.parquet import _PARSE_OPTIONS, ParquetSink  # noqa: E402
 HOUR0 = 1_795_248_000 * 10**9
 
 
-from common import cut_batches  # noqa: E402
+from common import cpu_model, cut_batches  # noqa: E402
 
 
 def synth(n: int, instruments: int, seed: int = 1) -> list[bytes]:
@@ -192,15 +192,7 @@ def parsers(work: list[tuple[bytes, int]], rounds: int) -> dict[str, float]:
 
 
 def machine() -> dict[str, Any]:
-    cpu = platform.machine()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as fp:
-            for line in fp:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
+    cpu = cpu_model()
     return {"cpu": cpu, "cores": os.cpu_count(),
             "python": f"{platform.python_implementation()} {platform.python_version()}",
             "platform": platform.platform(), "pyarrow": version("pyarrow")}

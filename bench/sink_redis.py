@@ -55,17 +55,12 @@ from xcol.sinks.redis import RedisSink
 REPO = Path(__file__).resolve().parent.parent
 
 
+from common import cpu_model  # noqa: E402
+
+
 def machine() -> dict[str, Any]:
     """CPU, cores, interpreter, library and server versions."""
-    cpu = platform.machine()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as fp:
-            for line in fp:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
+    cpu = cpu_model()
     server = ""
     if shutil.which("redis-server"):
         server = subprocess.run(["redis-server", "--version"], capture_output=True,

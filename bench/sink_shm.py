@@ -66,6 +66,9 @@ TARGET_WRITER = 5_000_000
 # --------------------------------------------------------------------------- records
 
 
+from common import cpu_model  # noqa: E402
+
+
 def corpus_root() -> Path:
     env = os.environ.get("XCOL_CORPUS")
     return Path(env) if env else REPO.parent / "shared" / "corpus"
@@ -296,13 +299,7 @@ def _v(name: str) -> str | None:
 
 
 def machine() -> dict[str, Any]:
-    cpu = platform.machine()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as fp:
-            cpu = next((ln.split(":", 1)[1].strip() for ln in fp
-                        if ln.startswith("model name")), cpu)
-    except OSError:
-        pass
+    cpu = cpu_model()
     return {"cpu": cpu, "cores": os.cpu_count(),
             "python": f"{platform.python_implementation()} {platform.python_version()}",
             "platform": platform.platform()}
