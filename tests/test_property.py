@@ -117,15 +117,25 @@ def snapshots(draw: st.DrawFn) -> tuple[list[TextLevel], list[TextLevel]]:
             [(price_text(p, strip), qty_text(q, strip)) for p, q in best_first_a])
 
 
-def new_engine(futures: bool) -> Engine:
+# Ladder slots per side: the default, a narrow window that the best level keeps
+# leaving (so the window moves and levels migrate between ladder and blocks), and none.
+LADDERS = st.sampled_from([65536, 64, 0])
+
+
+def new_engine(futures: bool, ladder: int = 65536) -> Engine:
     e = Engine("binance-usdm" if futures else "binance-spot")
     e.add_instrument(SYMBOL, PRICE_SCALE, QTY_SCALE)
+    e.book(SYMBOL).ladder = ladder
     return e
 
 
 def assert_same(e: Engine, ref: BinanceBook, where: str) -> None:
     book = e.book(SYMBOL)
+    assert book.check() == (0, 0), where
     assert book.levels_raw() == ref.levels(PRICE_SCALE, QTY_SCALE), where
+    assert book.top(10) == (
+        [(lv.price_text, lv.size_text) for lv in ref.sorted_bids()[:10]],
+        [(lv.price_text, lv.size_text) for lv in ref.sorted_asks()[:10]]), where
     assert book.synced == ref.synced, where
     if ref.state != "wait":
         assert book.last_seq == ref.last_id, where
@@ -143,16 +153,17 @@ def feed_both(e: Engine, ref: BinanceBook, ev: Ev, futures: bool, where: str) ->
 
 
 @SETTINGS
-@given(futures=st.booleans(), events=chains(), snap=snapshots(), data=st.data())
+@given(futures=st.booleans(), events=chains(), snap=snapshots(), ladder=LADDERS,
+       data=st.data())
 def test_random_stream_matches_reference_after_every_event(
     futures: bool, events: list[Ev], snap: tuple[list[TextLevel], list[TextLevel]],
-    data: st.DataObject,
+    ladder: int, data: st.DataObject,
 ) -> None:
     # The snapshot lands anywhere in the chain; events before it are buffered,
     # those it already contains are dropped, the one that spans it syncs.
     lid = data.draw(st.integers(events[0].first - 1, events[-1].last), label="lastUpdateId")
     before = data.draw(st.integers(0, len(events)), label="buffered events")
-    e, ref = new_engine(futures), BinanceBook(futures)
+    e, ref = new_engine(futures, ladder), BinanceBook(futures)
     for i, ev in enumerate(events[:before]):
         assert feed_both(e, ref, ev, futures, f"buffered #{i}") == 1
     code = e.feed_snapshot(SYMBOL, snapshot_frame(lid, *snap))
@@ -162,6 +173,50 @@ def test_random_stream_matches_reference_after_every_event(
         assert feed_both(e, ref, ev, futures, f"event #{i}") in (0, 2)
     assert e.book(SYMBOL).synced == (events[-1].last >= lid + (0 if futures else 1))
     assert e.counters()["book"]["gap"] == 0
+
+
+@st.composite
+def drifting(draw: st.DrawFn) -> tuple[list[TextLevel], list[TextLevel], list[Ev]]:
+    """A snapshot and a chain whose prices follow a random walk of the mid price,
+    far enough for a narrow ladder window to have to move, with far levels too."""
+    mid = 6_180_000
+    offsets = st.integers(0, 120)
+
+    def side(sign: int, base: int, n: int) -> list[tuple[int, int, bool]]:
+        lv = draw(st.lists(st.tuples(offsets, QTY, st.booleans()), max_size=n))
+        out = [(base + sign * off, q, strip) for off, q, strip in lv]
+        if draw(st.integers(0, 9)) == 0:     # now and then a level far away
+            out.append((draw(FAR), draw(QTY), False))
+        return out
+
+    snap_b = {mid - draw(offsets): q for q in draw(st.lists(st.integers(1, 10**6), max_size=40))}
+    snap_a = {mid + 1 + draw(offsets): q for q in draw(st.lists(st.integers(1, 10**6),
+                                                                max_size=40))}
+    events, u = [], 1000
+    for _ in range(draw(st.integers(20, 120))):
+        mid += draw(st.integers(-60, 60))
+        events.append(Ev(u + 1, u + 1, u, texts(side(-1, mid, 6)), texts(side(1, mid + 1, 6))))
+        u += 1
+    return ([(price_text(p, False), qty_text(q, False)) for p, q in sorted(snap_b.items(),
+                                                                         reverse=True)],
+            [(price_text(p, False), qty_text(q, False)) for p, q in sorted(snap_a.items())],
+            events)
+
+
+@SETTINGS
+@given(futures=st.booleans(), case=drifting(), ladder=st.sampled_from([64, 128, 65536]))
+def test_book_follows_a_drifting_price_exactly(
+    futures: bool, case: tuple[list[TextLevel], list[TextLevel], list[Ev]], ladder: int,
+) -> None:
+    # The ladder window re-centres on the best level as the price walks away; every
+    # level must survive each move exactly (same levels, same texts as the reference).
+    bids, asks, events = case
+    e, ref = new_engine(futures, ladder), BinanceBook(futures)
+    assert e.feed_snapshot(SYMBOL, snapshot_frame(1000, bids, asks)) == 7
+    ref.on_snapshot(1000, bids, asks)
+    assert_same(e, ref, "after snapshot")
+    for i, ev in enumerate(events):
+        assert feed_both(e, ref, ev, futures, f"event #{i}") == 0
 
 
 @SETTINGS

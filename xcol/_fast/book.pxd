@@ -1,6 +1,6 @@
 # Exact L2 order book: sorted int64 arrays, exchange sync rules.
 
-from libc.stdint cimport int64_t, int32_t, int8_t, uint32_t
+from libc.stdint cimport int64_t, int32_t, int8_t, uint32_t, uint64_t
 
 from xcol._fast.event cimport Event, Level
 
@@ -42,13 +42,39 @@ ctypedef struct Blk:
     int64_t q[64]
     int8_t dd[64][2]          # decimals the exchange wrote: [price, size] (its strings)
 
+# Near the best level a side also keeps a *ladder*: one slot per step of the
+# price grid ``g`` (in key units), slot j holding key (lo + j) * g.  Setting a
+# level there is an index computation, with no search and no shifting.  A key
+# lives in the ladder exactly when it is on the grid and inside the window;
+# every other key lives in the blocks.  Slots come in pages of 64, allocated
+# only while they hold a level, so a wide window costs memory only where the
+# book has levels.  The window follows the best level (re-centred when the
+# best leaves its upper middle part).
+ctypedef struct Page:
+    uint64_t bits             # occupied slots
+    int64_t q[64]
+    int8_t dd[64][2]          # decimals the exchange wrote: [price, size]
+
 ctypedef struct Side:
     Blk **blk                 # blocks in key order
     int64_t *first            # first key of each block
     int nb                    # blocks in use
     int bcap                  # directory capacity
-    int n                     # levels
+    int n                     # levels (blocks + ladder)
     Blk *spare                # one cached free block
+    Page **pages              # ladder pages (NULL: no level there)
+    uint64_t *pbits           # pages in use, one bit per page
+    Page *pspare              # one cached free page
+    int64_t lo                # grid index of slot 0
+    int64_t g                 # grid step in key units (0: no ladder)
+    double ginv               # 1.0 / g
+    int lw                    # ladder slots (multiple of 64; 0: no ladder)
+    int lcap                  # slots the page directory has room for
+    int ln                    # levels in the ladder
+    int npages                # pages allocated (in use)
+    int ltop                  # highest occupied slot (-1: none)
+    int lwait                 # updates before the window may move again
+    int64_t recentres         # window moves
 
 # Events held before the snapshot: headers plus their levels.
 ctypedef struct Pending:
@@ -66,10 +92,13 @@ ctypedef struct Pending:
 
 cdef class Book:
     cdef readonly str symbol
+    cdef bytes _symb                # the symbol for C messages
     cdef readonly int mode
     cdef readonly int price_scale
     cdef readonly int qty_scale
     cdef public int max_pending     # events buffered before a snapshot, at most
+    cdef public int ladder          # ladder slots per side (0: blocks only)
+    cdef public int64_t grid        # price grid at the book scale (0: from snapshots)
     cdef int state
     cdef Side bids
     cdef Side asks
@@ -126,6 +155,8 @@ cdef class Book:
     cdef int _apply_levels(self, Level *bids, int nb, Level *asks, int na) noexcept
     cdef int _scale_levels(self, Level *lv, int n) noexcept
     cdef int _load(self, Level *bids, int nb, Level *asks, int na) noexcept
+    cdef int _place(self, Side *side) noexcept
+    cdef void _check(self) noexcept
     cdef int _buffer(self, Event *ev) noexcept
     cdef void _lose_sync(self) noexcept
     cdef void _record(self) noexcept

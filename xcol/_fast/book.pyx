@@ -18,13 +18,17 @@ nothing is applied from it until a new snapshot is spliced in.
 """
 
 cimport cython
-from libc.stdint cimport int64_t, int32_t, int8_t, uint8_t, uint32_t
-from libc.stdlib cimport malloc, realloc, free
+from libc.stdint cimport int64_t, int32_t, int8_t, uint8_t, uint32_t, uint64_t
+from libc.stdio cimport fprintf, stderr
+from libc.stdlib cimport malloc, realloc, free, abort
 from libc.string cimport memmove, memcpy, memset
 
 from xcol._fast.event cimport Event, Level, EV_DEPTH, EV_SNAPSHOT, LV_DELETE
 from xcol._fast.num cimport to_scale, format_num, NUM_OK
 from xcol._fast.includes.debug cimport XCOL_DEBUG
+
+cdef extern from *:
+    int __builtin_clzll(unsigned long long x) nogil
 
 # --------------------------------------------------------------------------
 # CRC32 (IEEE 802.3, reflected, poly 0xEDB88320), slice-by-8.
@@ -130,9 +134,30 @@ cdef inline void dir_remove(Side *s, int at) noexcept nogil:
     s.nb -= 1
 
 
+cdef inline void page_release(Side *s, Page *p) noexcept nogil:
+    if s.pspare == NULL:
+        s.pspare = p
+    else:
+        free(p)
+
+
 cdef void side_clear(Side *s) noexcept nogil:
+    """Remove every level (blocks and ladder); the directories are kept."""
+    cdef int wi, pi
+    cdef uint64_t m
     while s.nb > 0:
         dir_remove(s, s.nb - 1)
+    for wi in range((s.lw + 4095) >> 12):
+        m = s.pbits[wi]
+        while m:
+            pi = (wi << 6) + 63 - __builtin_clzll(m)
+            page_release(s, s.pages[pi])
+            s.pages[pi] = NULL
+            m &= ~((<uint64_t>1) << (pi & 63))
+        s.pbits[wi] = 0
+    s.npages = 0
+    s.ln = 0
+    s.ltop = -1
     s.n = 0
 
 
@@ -141,10 +166,129 @@ cdef void side_free(Side *s) noexcept nogil:
     free(s.spare)
     free(s.blk)
     free(s.first)
+    free(s.pspare)
+    free(s.pages)
+    free(s.pbits)
     s.spare = NULL
     s.blk = NULL
     s.first = NULL
+    s.pspare = NULL
+    s.pages = NULL
+    s.pbits = NULL
     s.bcap = 0
+    s.lw = 0
+    s.lcap = 0
+
+
+# --------------------------------------------------------------------------
+# The ladder (see book.pxd): slots on the price grid near the best level.
+
+cdef inline int64_t grid_index(const Side *s, int64_t key) noexcept nogil:
+    """The grid index nearest to ``key`` (exact when ``key`` is on the grid)."""
+    cdef double x = <double>key * s.ginv
+    if x >= 0:
+        return <int64_t>(x + 0.5)
+    return -<int64_t>(0.5 - x)
+
+
+cdef inline int ladder_slot(const Side *s, int64_t key) noexcept nogil:
+    """The ladder slot that holds ``key``, or -1 if ``key`` belongs in the blocks."""
+    cdef int64_t idx, slot
+    if s.lw == 0:
+        return -1
+    idx = grid_index(s, key)
+    slot = idx - s.lo
+    if slot < 0 or slot >= s.lw or idx * s.g != key:
+        return -1
+    return <int>slot
+
+
+cdef inline int ladder_below(const Side *s, int slot) noexcept nogil:
+    """The highest occupied slot below ``slot`` (-1 if none)."""
+    cdef int pi = slot >> 6
+    cdef int wi
+    cdef uint64_t m = 0
+    cdef Page *p = s.pages[pi]
+    if p != NULL:
+        m = p.bits & (((<uint64_t>1) << (slot & 63)) - 1)
+        if m:
+            return (pi << 6) + 63 - __builtin_clzll(m)
+    # the next page in use below
+    wi = pi >> 6
+    m = s.pbits[wi] & (((<uint64_t>1) << (pi & 63)) - 1)
+    while m == 0:
+        wi -= 1
+        if wi < 0:
+            return -1
+        m = s.pbits[wi]
+    pi = (wi << 6) + 63 - __builtin_clzll(m)
+    return (pi << 6) + 63 - __builtin_clzll(s.pages[pi].bits)
+
+
+cdef inline int ladder_put(Side *s, int slot, int64_t qty, int8_t pdec,
+                           int8_t qdec) noexcept nogil:
+    """Set (qty > 0) or clear (qty == 0) one ladder slot; -1 on no memory."""
+    cdef int pi = slot >> 6
+    cdef int j = slot & 63
+    cdef uint64_t bit = (<uint64_t>1) << j
+    cdef Page *p = s.pages[pi]
+    if qty == 0:
+        if p == NULL or not (p.bits & bit):
+            return 0              # removing an unknown level is normal
+        p.bits &= ~bit
+        s.ln -= 1
+        s.n -= 1
+        if p.bits == 0:
+            page_release(s, p)
+            s.pages[pi] = NULL
+            s.pbits[pi >> 6] &= ~((<uint64_t>1) << (pi & 63))
+            s.npages -= 1
+        if slot == s.ltop:
+            s.ltop = ladder_below(s, slot)
+        return 0
+    if p == NULL:
+        p = s.pspare
+        if p != NULL:
+            s.pspare = NULL
+        else:
+            p = <Page *>malloc(sizeof(Page))
+            if p == NULL:
+                return -1
+        p.bits = 0
+        s.pages[pi] = p
+        s.pbits[pi >> 6] |= (<uint64_t>1) << (pi & 63)
+        s.npages += 1
+    if not (p.bits & bit):
+        p.bits |= bit
+        s.ln += 1
+        s.n += 1
+        if slot > s.ltop:
+            s.ltop = slot
+    p.q[j] = qty
+    p.dd[j][0] = pdec
+    p.dd[j][1] = qdec
+    return 0
+
+
+cdef int ladder_alloc(Side *s, int w) noexcept nogil:
+    """Make the page directory big enough for ``w`` slots; -1 on no memory.
+    Only call it on a side whose ladder is empty."""
+    cdef void *p
+    cdef int np = w >> 6
+    cdef int nw = (np + 63) >> 6
+    if w > s.lcap:
+        p = realloc(s.pages, <size_t>np * sizeof(Page *))
+        if p == NULL:
+            return -1
+        s.pages = <Page **>p
+        p = realloc(s.pbits, <size_t>nw * sizeof(uint64_t))
+        if p == NULL:
+            return -1
+        s.pbits = <uint64_t *>p
+        memset(s.pages, 0, <size_t>np * sizeof(Page *))
+        memset(s.pbits, 0, <size_t>nw * sizeof(uint64_t))
+        s.lcap = w
+    return 0
 
 
 @cython.boundscheck(False)
@@ -217,6 +361,10 @@ cdef inline int side_set(Side *s, int64_t key, int64_t qty, int8_t pdec, int8_t 
     cdef int bi, i, half
     cdef Blk *b
     cdef Blk *nb2
+    if s.lw:
+        i = ladder_slot(s, key)
+        if i >= 0:
+            return hint if ladder_put(s, i, qty, pdec, qdec) == 0 else -1
     if s.nb == 0:
         if qty == 0:
             return 0
@@ -231,7 +379,7 @@ cdef inline int side_set(Side *s, int64_t key, int64_t qty, int8_t pdec, int8_t 
         if dir_insert(s, 0, b) < 0:
             blk_release(s, b)
             return -1
-        s.n = 1
+        s.n += 1
         return 0
     bi = find_blk(s, key, hint)
     b = s.blk[bi]
@@ -283,7 +431,9 @@ cdef inline int side_set(Side *s, int64_t key, int64_t qty, int8_t pdec, int8_t 
 
 cdef inline bint side_has(const Side *s, int64_t key) noexcept nogil:
     cdef int bi
-    cdef int i
+    cdef int i = ladder_slot(s, key)
+    if i >= 0:
+        return s.pages[i >> 6] != NULL and (s.pages[i >> 6].bits >> (i & 63)) & 1
     if s.nb == 0:
         return False
     bi = find_blk(s, key, s.nb - 1)
@@ -291,12 +441,39 @@ cdef inline bint side_has(const Side *s, int64_t key) noexcept nogil:
     return i < s.blk[bi].n and s.blk[bi].k[i] == key
 
 
+cdef inline int side_append(Side *s, int64_t key, int64_t qty, int8_t pdec,
+                            int8_t qdec) noexcept nogil:
+    """Add a level whose key is above every key in the blocks (block fill BLK_FILL)."""
+    cdef Blk *b = s.blk[s.nb - 1] if s.nb else NULL
+    if b == NULL or b.n >= BLK_FILL:
+        b = blk_new(s)
+        if b == NULL:
+            return -1
+        b.k[0] = key
+        b.n = 0
+        if dir_insert(s, s.nb, b) < 0:
+            blk_release(s, b)
+            return -1
+    b.k[b.n] = key
+    b.q[b.n] = qty
+    b.dd[b.n][0] = pdec
+    b.dd[b.n][1] = qdec
+    if b.n == 0:
+        s.first[s.nb - 1] = key
+    b.n += 1
+    s.n += 1
+    return 0
+
+
 cdef inline int side_load(Side *s, Level *lv, int n, int sign) noexcept nogil:
-    """Replace the side with ``n`` levels given best-first (any order works)."""
+    """Replace the side with ``n`` levels given best-first (any order works).
+
+    Everything goes into the blocks with the ladder off; the book then places
+    the ladder (``Book._place``)."""
     cdef int i
     cdef int64_t key
-    cdef Blk *b
     side_clear(s)
+    s.lw = 0
     # Walk from the worst level so keys ascend; fall back to set() if the
     # venue's order is not what it documents.
     for i in range(n - 1, -1, -1):
@@ -304,23 +481,8 @@ cdef inline int side_load(Side *s, Level *lv, int n, int sign) noexcept nogil:
             continue
         key = sign * lv[i].px
         if s.nb == 0 or s.blk[s.nb - 1].k[s.blk[s.nb - 1].n - 1] < key:
-            b = s.blk[s.nb - 1] if s.nb else NULL
-            if b == NULL or b.n >= BLK_FILL:
-                b = blk_new(s)
-                if b == NULL:
-                    return -1
-                b.k[0] = key
-                b.n = 0
-                if dir_insert(s, s.nb, b) < 0:
-                    return -1
-            b.k[b.n] = key
-            b.q[b.n] = lv[i].qty
-            b.dd[b.n][0] = lv[i].pdec
-            b.dd[b.n][1] = lv[i].qdec
-            if b.n == 0:
-                s.first[s.nb - 1] = key
-            b.n += 1
-            s.n += 1
+            if side_append(s, key, lv[i].qty, lv[i].pdec, lv[i].qdec) < 0:
+                return -1
         elif side_has(s, key):
             continue    # a price listed twice: the later entry (already set) wins
         elif side_set(s, key, lv[i].qty, lv[i].pdec, lv[i].qdec, s.nb - 1) < 0:
@@ -330,42 +492,211 @@ cdef inline int side_load(Side *s, Level *lv, int n, int sign) noexcept nogil:
 
 cdef inline bint side_best(const Side *s, int64_t *k, int64_t *q) noexcept nogil:
     cdef Blk *b
-    if s.nb == 0:
-        return False
-    b = s.blk[s.nb - 1]
-    k[0] = b.k[b.n - 1]
-    q[0] = b.q[b.n - 1]
-    return True
+    cdef int64_t lk
+    cdef bint found = False
+    if s.nb:
+        b = s.blk[s.nb - 1]
+        k[0] = b.k[b.n - 1]
+        q[0] = b.q[b.n - 1]
+        found = True
+    if s.ltop >= 0:
+        lk = (s.lo + s.ltop) * s.g
+        if not found or lk > k[0]:
+            k[0] = lk
+            q[0] = s.pages[s.ltop >> 6].q[s.ltop & 63]
+            found = True
+    return found
 
 
 cdef size_t _side_bytes(const Side *sd) noexcept nogil:
     cdef size_t total = <size_t>sd.nb * sizeof(Blk)
     total += <size_t>sd.bcap * (sizeof(Blk *) + sizeof(int64_t))
+    total += <size_t>(sd.npages + (sd.pspare != NULL)) * sizeof(Page)
+    total += <size_t>(sd.lcap >> 6) * sizeof(Page *) + <size_t>((sd.lcap + 4095) >> 12) * 8
     if sd.spare != NULL:
         total += sizeof(Blk)
     return total
 
 
-# Walk a side from the best level: (block, index) cursors.
+# Walk a side from the best level, merging the ladder and the blocks.
 ctypedef struct Walk:
-    int bi
+    int bi                # block cursor (bi < 0: blocks done)
     int i
+    int ls                # ladder cursor (-1: ladder done)
+    bint in_ladder        # where the current level is
+    int64_t k             # the current level
+    int64_t q
+    int8_t pdec
+    int8_t qdec
+
+cdef inline bint walk_pick(const Side *s, Walk *w) noexcept nogil:
+    cdef int64_t kb = 0
+    cdef int64_t kl
+    cdef Blk *b = NULL
+    cdef Page *p
+    if w.bi >= 0:
+        b = s.blk[w.bi]
+        kb = b.k[w.i]
+    if w.ls >= 0:
+        kl = (s.lo + w.ls) * s.g
+        if b == NULL or kl > kb:
+            p = s.pages[w.ls >> 6]
+            w.in_ladder = True
+            w.k = kl
+            w.q = p.q[w.ls & 63]
+            w.pdec = p.dd[w.ls & 63][0]
+            w.qdec = p.dd[w.ls & 63][1]
+            return True
+    if b == NULL:
+        return False
+    w.in_ladder = False
+    w.k = kb
+    w.q = b.q[w.i]
+    w.pdec = b.dd[w.i][0]
+    w.qdec = b.dd[w.i][1]
+    return True
 
 cdef inline bint walk_start(const Side *s, Walk *w) noexcept nogil:
-    if s.nb == 0:
-        return False
     w.bi = s.nb - 1
-    w.i = s.blk[w.bi].n - 1
-    return True
+    w.i = s.blk[w.bi].n - 1 if s.nb else 0
+    w.ls = s.ltop if s.lw else -1
+    return walk_pick(s, w)
 
 cdef inline bint walk_next(const Side *s, Walk *w) noexcept nogil:
-    w.i -= 1
-    if w.i < 0:
-        w.bi -= 1
-        if w.bi < 0:
-            return False
-        w.i = s.blk[w.bi].n - 1
-    return True
+    if w.in_ladder:
+        w.ls = ladder_below(s, w.ls)
+    else:
+        w.i -= 1
+        if w.i < 0:
+            w.bi -= 1
+            if w.bi >= 0:
+                w.i = s.blk[w.bi].n - 1
+    return walk_pick(s, w)
+
+
+cdef int side_recentre(Side *s, int64_t lo, int w) noexcept nogil:
+    """Move the ladder window to grid index ``lo`` with ``w`` slots (0: no
+    ladder) and redistribute every level; -1 on no memory (side unchanged)."""
+    cdef Level *tmp = NULL
+    cdef int m = 0
+    cdef int j, slot
+    cdef Walk wk
+    cdef bint more
+    if s.n:
+        tmp = <Level *>malloc(<size_t>s.n * sizeof(Level))
+        if tmp == NULL:
+            return -1
+        more = walk_start(s, &wk)
+        while more and m < s.n:
+            tmp[m].px = wk.k
+            tmp[m].qty = wk.q
+            tmp[m].pdec = wk.pdec
+            tmp[m].qdec = wk.qdec
+            m += 1
+            more = walk_next(s, &wk)
+    # (a grown ladder starts zeroed: its levels are all in tmp by now)
+    if w and ladder_alloc(s, w) < 0:
+        free(tmp)
+        return -1
+    side_clear(s)
+    s.lw = w
+    s.lo = lo
+    for j in range(m - 1, -1, -1):          # ascending keys
+        slot = ladder_slot(s, tmp[j].px)
+        if slot >= 0:
+            if ladder_put(s, slot, tmp[j].qty, tmp[j].pdec, tmp[j].qdec) < 0:
+                free(tmp)
+                return -1
+        elif side_append(s, tmp[j].px, tmp[j].qty, tmp[j].pdec, tmp[j].qdec) < 0:
+            free(tmp)
+            return -1
+    free(tmp)
+    s.recentres += 1
+    return 0
+
+
+cdef inline int64_t _gcd(int64_t a, int64_t b) noexcept nogil:
+    cdef int64_t t
+    while b:
+        t = a % b
+        a = b
+        b = t
+    return a
+
+
+cdef inline int side_follow(Side *s) noexcept nogil:
+    """Re-centre the ladder when the best level has left the upper middle of its
+    window (at most once per ``lw / 1024`` updates of the side, 1 to 64); -1 on
+    no memory."""
+    cdef int64_t k, q, slot
+    if s.lw == 0:
+        return 0
+    if s.lwait > 0:
+        s.lwait -= 1
+        return 0
+    if not side_best(s, &k, &q):
+        return 0
+    slot = grid_index(s, k) - s.lo
+    if (s.lw >> 1) <= slot <= s.lw - (s.lw >> 4):
+        return 0
+    s.lwait = min(max(s.lw >> 10, 1), 64)
+    return side_recentre(s, grid_index(s, k) - (s.lw - (s.lw >> 2)), s.lw)
+
+
+cdef int side_check(const Side *s) noexcept nogil:
+    """0 when the side's invariants hold, else the number of the first broken one:
+    1 block size, 2 directory key, 3 key order, 4 size not positive, 5 a block key
+    that belongs in the ladder, 6 ladder bit, 7 ladder count, 8 ladder top,
+    9 level count."""
+    cdef int bi, i, pi
+    cdef int npages = 0
+    cdef Page *pg
+    cdef int total = 0
+    cdef int lcount = 0
+    cdef int top = -1
+    cdef bint prev_set = False
+    cdef int64_t prev = 0
+    cdef Blk *b
+    for bi in range(s.nb):
+        b = s.blk[bi]
+        if b.n < 1 or b.n > BLK:
+            return 1
+        if s.first[bi] != b.k[0]:
+            return 2
+        for i in range(b.n):
+            if prev_set and b.k[i] <= prev:
+                return 3
+            prev = b.k[i]
+            prev_set = True
+            if b.q[i] <= 0:
+                return 4
+            if ladder_slot(s, b.k[i]) >= 0:
+                return 5
+        total += b.n
+    for pi in range(s.lw >> 6):
+        pg = s.pages[pi]
+        if ((s.pbits[pi >> 6] >> (pi & 63)) & 1) != (pg != NULL):
+            return 6
+        if pg == NULL:
+            continue
+        npages += 1
+        if pg.bits == 0:
+            return 6
+        for i in range(64):
+            if (pg.bits >> i) & 1:
+                if pg.q[i] <= 0:
+                    return 4
+                lcount += 1
+                top = (pi << 6) + i
+    if npages != s.npages:
+        return 7
+    if lcount != s.ln:
+        return 7
+    if top != s.ltop:
+        return 8
+    if total + s.ln != s.n:
+        return 9
+    return 0
 
 
 # --------------------------------------------------------------------------
@@ -386,15 +717,21 @@ cdef class Book:
         if not (0 <= price_scale <= 18 and 0 <= qty_scale <= 18):
             raise ValueError("price_scale and qty_scale must be within 0..18")
         self.symbol = symbol
+        self._symb = symbol.encode("utf-8", "replace")
         self.mode = mode
         self.price_scale = price_scale
         self.qty_scale = qty_scale
         self.max_pending = max_pending
+        # books5 / bbo-tbt replace the whole book on every message: no ladder
+        self.ladder = 0 if mode == MODE_SNAPSHOT else 65536
+        self.grid = 0
         self.state = ST_WAIT_SNAPSHOT
         self.last_seq = -1
         self.snapshot_seq = -1
         memset(&self.bids, 0, sizeof(Side))
         memset(&self.asks, 0, sizeof(Side))
+        self.bids.ltop = -1
+        self.asks.ltop = -1
         self.pend = NULL
         self.pool = NULL
         self.trace = NULL
@@ -426,26 +763,69 @@ cdef class Book:
 
     cdef int _apply_levels(self, Level *bids, int nb, Level *asks, int na) noexcept:
         cdef int i
-        cdef int hint = self.bids.nb - 1
+        cdef int hint = self.bids.nb - 1 if self.bids.nb else 0
         for i in range(nb):
             hint = side_set(&self.bids, bids[i].px, bids[i].qty, bids[i].pdec,
                             bids[i].qdec, hint)
             if hint < 0:
                 return -1
-        hint = self.asks.nb - 1
+        hint = self.asks.nb - 1 if self.asks.nb else 0
         for i in range(na):
             hint = side_set(&self.asks, -asks[i].px, asks[i].qty, asks[i].pdec,
                             asks[i].qdec, hint)
             if hint < 0:
                 return -1
+        if side_follow(&self.bids) < 0 or side_follow(&self.asks) < 0:
+            return -1
+        if XCOL_DEBUG:
+            self._check()
         return 0
 
     cdef int _load(self, Level *bids, int nb, Level *asks, int na) noexcept:
+        cdef int64_t g = self.grid
+        cdef Walk w
+        cdef int i, n
+        cdef bint more
         if side_load(&self.bids, bids, nb, 1) < 0:
             return -1
         if side_load(&self.asks, asks, na, -1) < 0:
             return -1
+        if g <= 0:
+            # The grid is the gcd of the prices near the best (at most 64 a side);
+            # a coarser guess than the real tick only makes the ladder cover less.
+            g = 0
+            for i in range(2):
+                more = walk_start(&self.bids if i == 0 else &self.asks, &w)
+                n = 0
+                while more and n < 64:
+                    g = _gcd(g, w.k if w.k > 0 else -w.k)
+                    n += 1
+                    more = walk_next(&self.bids if i == 0 else &self.asks, &w)
+        self.bids.g = self.asks.g = g
+        self.bids.ginv = self.asks.ginv = 1.0 / g if g > 0 else 0.0
+        if self._place(&self.bids) < 0 or self._place(&self.asks) < 0:
+            return -1
+        if XCOL_DEBUG:
+            self._check()
         return 0
+
+    cdef int _place(self, Side *side) noexcept:
+        """Put the ladder window around the side's best level (or switch it off)."""
+        cdef int w = ((self.ladder + 63) // 64) * 64 if self.ladder > 0 else 0
+        cdef int64_t k, q
+        side.lwait = 0
+        if w == 0 or side.g <= 0 or not side_best(side, &k, &q):
+            return 0                # blocks only (side_load left the ladder off)
+        return side_recentre(side, grid_index(side, k) - (w - (w >> 2)), w)
+
+    cdef void _check(self) noexcept:
+        """Abort with a message when a side's invariants are broken (debug builds)."""
+        cdef int c = side_check(&self.bids)
+        cdef int a = side_check(&self.asks)
+        if c or a:
+            fprintf(stderr, b"xcol: book %s: invariant broken (bids %d, asks %d)\n",
+                    <const char *>self._symb, c, a)
+            abort()
 
     cdef void _record(self) noexcept:
         cdef int64_t *p
@@ -639,15 +1019,13 @@ cdef class Book:
         (``pdec``/``qdec``: the decimals the exchange wrote); returns the count."""
         cdef Side *side = &self.bids if bids else &self.asks
         cdef Walk w
-        cdef Blk *b
         cdef int n = 0
         cdef bint more = walk_start(side, &w)
         while more and n < cap:
-            b = side.blk[w.bi]
-            out[n].px = b.k[w.i] if bids else -b.k[w.i]
-            out[n].qty = b.q[w.i]
-            out[n].pdec = b.dd[w.i][0]
-            out[n].qdec = b.dd[w.i][1]
+            out[n].px = w.k if bids else -w.k
+            out[n].qty = w.q
+            out[n].pdec = w.pdec
+            out[n].qdec = w.qdec
             out[n].flag = 0
             out[n].ptxt = NULL
             out[n].qtxt = NULL
@@ -851,7 +1229,6 @@ cdef class Book:
         cdef Walk wb, wa
         cdef bint hb = walk_start(&self.bids, &wb)
         cdef bint ha = walk_start(&self.asks, &wa)
-        cdef Blk *b
         cdef bint first = True
         for i in range(depth):
             if not hb and not ha:
@@ -860,26 +1237,24 @@ cdef class Book:
                 crc = crc32_update(crc, <const uint8_t *>buf, pos)
                 pos = 0
             if hb:
-                b = self.bids.blk[wb.bi]
                 if not first:
                     buf[pos] = b':'
                     pos += 1
                 first = False
-                pos += format_num(b.k[wb.i], self.price_scale, b.dd[wb.i][0], buf + pos)
+                pos += format_num(wb.k, self.price_scale, wb.pdec, buf + pos)
                 buf[pos] = b':'
                 pos += 1
-                pos += format_num(b.q[wb.i], self.qty_scale, b.dd[wb.i][1], buf + pos)
+                pos += format_num(wb.q, self.qty_scale, wb.qdec, buf + pos)
                 hb = walk_next(&self.bids, &wb)
             if ha:
-                b = self.asks.blk[wa.bi]
                 if not first:
                     buf[pos] = b':'
                     pos += 1
                 first = False
-                pos += format_num(-b.k[wa.i], self.price_scale, b.dd[wa.i][0], buf + pos)
+                pos += format_num(-wa.k, self.price_scale, wa.pdec, buf + pos)
                 buf[pos] = b':'
                 pos += 1
-                pos += format_num(b.q[wa.i], self.qty_scale, b.dd[wa.i][1], buf + pos)
+                pos += format_num(wa.q, self.qty_scale, wa.qdec, buf + pos)
                 ha = walk_next(&self.asks, &wa)
         return crc32_update(crc, <const uint8_t *>buf, pos)
 
@@ -924,16 +1299,13 @@ cdef class Book:
 
     cdef list _walk(self, Side *side, int sign, int n, bint raw):
         cdef Walk w
-        cdef Blk *b
         cdef bint more = walk_start(side, &w)
         out = []
         while more and (n < 0 or len(out) < n):
-            b = side.blk[w.bi]
             if raw:
-                out.append((sign * b.k[w.i], b.q[w.i]))
+                out.append((sign * w.k, w.q))
             else:
-                out.append((self._fmt_px(sign * b.k[w.i], b.dd[w.i][0]),
-                            self._fmt_qty(b.q[w.i], b.dd[w.i][1])))
+                out.append((self._fmt_px(sign * w.k, w.pdec), self._fmt_qty(w.q, w.qdec)))
             more = walk_next(side, &w)
         return out
 
@@ -984,8 +1356,24 @@ cdef class Book:
         return <int32_t>self.crc_top(depth)
 
     def memory_bytes(self) -> int:
-        """Bytes held by both sides: blocks, spare blocks and directories."""
+        """Bytes held by both sides: blocks, spare blocks, directories and ladders."""
         return _side_bytes(&self.bids) + _side_bytes(&self.asks)
+
+    def check(self) -> tuple:
+        """(bids, asks) invariant codes of the level storage; (0, 0) when sound.
+
+        Codes: 1 block size, 2 directory key, 3 key order, 4 size not positive,
+        5 a block key that belongs in the ladder, 6 ladder bit, 7 ladder count,
+        8 ladder top, 9 level count.  Debug builds (``XCOL_DEBUG=1``) run this
+        after every change and abort on a broken invariant."""
+        return (side_check(&self.bids), side_check(&self.asks))
+
+    @property
+    def ladder_info(self) -> dict:
+        """The ladders: grid step (book scale), slots, levels held, window moves."""
+        return {"grid": self.bids.g, "slots": (self.bids.lw, self.asks.lw),
+                "levels": (self.bids.ln, self.asks.ln),
+                "recentres": self.bids.recentres + self.asks.recentres}
 
     def set_trace(self, bint on) -> None:
         """Record (seq, bid, bid_qty, ask, ask_qty) after each applied update."""
