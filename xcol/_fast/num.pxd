@@ -11,6 +11,7 @@ from libc.stdint cimport int64_t, int8_t, INT64_MAX
 
 cdef extern from "includes/num.h":
     const int64_t xcol_pow10[19]
+    int xcol_mul_overflow(int64_t a, int64_t b, int64_t *r) nogil
 
 cdef enum NumErr:
     NUM_OK = 0
@@ -150,10 +151,8 @@ cdef inline int to_scale(int64_t mant, int dec, int scale, int64_t *out) noexcep
         out[0] = mant
         return NUM_OK
     if dec < scale:
-        f = xcol_pow10[scale - dec]
-        if mant > INT64_MAX // f:
+        if xcol_mul_overflow(mant, xcol_pow10[scale - dec], out):
             return NUM_OVERFLOW
-        out[0] = mant * f
         return NUM_OK
     f = xcol_pow10[dec - scale]
     if mant % f != 0:

@@ -8,4 +8,9 @@ static const int64_t xcol_pow10[19] = {
     1000000000000LL, 10000000000000LL, 100000000000000LL,
     1000000000000000LL, 10000000000000000LL, 100000000000000000LL,
     1000000000000000000LL};
+
+/* a * b into *r; nonzero when it does not fit (one multiply, no division). */
+static inline int xcol_mul_overflow(int64_t a, int64_t b, int64_t *r) {
+    return __builtin_mul_overflow(a, b, r);
+}
 #endif
