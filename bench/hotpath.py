@@ -84,6 +84,11 @@ Handler = Callable[[str, float], None]
 
 R_APPLIED, R_SNAPSHOT = 0, 7
 USDM_FILE = Path("binance") / "usdm-btcusdt-20240808.gz"
+# The scales (decimals kept) of the USD-M BTCUSDT book.  The default is what the
+# collector uses live (xcol.exchanges.meta: min(max(decimals of tick/lot, 8), 12) for
+# tick 0.10 and lot 0.001), so every price and size is rescaled by a multiply;
+# ``--scales 2,3`` keeps them as written (no rescaling).
+SCALES: tuple[int, int] = (8, 8)
 OKX_FILE = Path("cryptofeed") / "OKX.ws.1.0"
 OKX_INSTRUMENTS_FILE = Path("cryptofeed") / "OKX.0"
 TARGETS = {
@@ -167,7 +172,7 @@ def usdm_workload(corpus: Path, copies: int, with_cryptofeed: bool) -> Workload:
 
     def make_xcol() -> Any:
         e = Engine("binance-usdm")
-        e.add_instrument("BTCUSDT", 2, 3)
+        e.add_instrument("BTCUSDT", *SCALES)
         r = e.feed_snapshot("BTCUSDT", snap_bytes)
         _require(r == R_SNAPSHOT, f"xcol feed_snapshot returned {r}")
         return e
@@ -465,7 +470,7 @@ def memory_check() -> dict[str, Any]:
     asks = [[f"{60000.1 + i * 0.1:.2f}", f"{1 + i % 5:.3f}"] for i in range(1000)]
     body = json.dumps({"lastUpdateId": 1, "E": 1, "T": 1, "bids": bids, "asks": asks})
     e = Engine("binance-usdm")
-    e.add_instrument("BTCUSDT", 2, 3)
+    e.add_instrument("BTCUSDT", *SCALES)
     r = e.feed_snapshot("BTCUSDT", body.encode())
     _require(r == R_SNAPSHOT, f"synthetic snapshot returned {r}")
     book = e.book("BTCUSDT")
@@ -651,6 +656,8 @@ def targets(market: str, x: dict[str, Any], ratio: float | None) -> dict[str, An
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Build the workload, time every implementation, and assemble the report."""
+    global SCALES
+    SCALES = args.scales
     vers = versions()  # before timing: identifies the .so files this process loaded
     with_cf = peers.cryptofeed_version() is not None
     corpus = Path(args.corpus)
@@ -675,6 +682,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "messages": wl.messages,
         "rounds": args.rounds,
         "copies": args.copies,
+        "usdm_scales": list(SCALES) if args.market == "usdm" else None,
         "machine": machine(),
         "versions": vers,
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -692,6 +700,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if args.memory:
         res["memory"] = memory_check()
     return res
+
+
+def _scales(text: str) -> tuple[int, int]:
+    try:
+        p, q = (int(x) for x in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"want P,Q (two integers), got {text!r}") from None
+    if not (0 <= p <= 18 and 0 <= q <= 18):
+        raise argparse.ArgumentTypeError("scales must be within 0..18")
+    return p, q
 
 
 def _default_corpus() -> str:
@@ -714,6 +732,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="usdm: chained copies per round; okx: replays on fresh books per round",
     )
     ap.add_argument("--rounds", type=int, default=5, help="timed rounds (median reported)")
+    ap.add_argument(
+        "--scales", type=_scales, default=SCALES, metavar="P,Q",
+        help="USD-M book price,size scales (default 8,8 as live; 2,3 = as written)",
+    )
     ap.add_argument(
         "--peer-percentiles",
         action=argparse.BooleanOptionalAction,
