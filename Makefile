@@ -7,7 +7,7 @@ VENV ?= .venv
 VPY := $(VENV)/bin/python
 export XCOL_CORPUS ?= $(abspath ../shared/corpus)
 
-.PHONY: setup sysdeps compile debug test testinstalled demo bench clean
+.PHONY: setup sysdeps compile debug test debugtest testinstalled demo bench clean
 
 $(VENV)/.installed: pyproject.toml setup.py
 	$(PY) -m venv $(VENV)
@@ -40,6 +40,23 @@ test: setup sysdeps
 	$(VPY) -m ruff check xcol tests bench
 	$(VPY) -m mypy
 	$(VPY) -m pytest -q
+	$(MAKE) debugtest
+
+# The book and decoder tests again on a debug build (XCOL_DEBUG=1: bounds checks, and
+# every book checks its invariants after each change), built apart in build/debug so
+# the release build in place is untouched.
+DEBUG_TESTS := tests/test_property.py tests/test_golden.py tests/test_faults.py \
+	tests/test_fastpath.py tests/test_decode.py tests/test_malformed.py tests/test_fuzz.py
+debugtest: setup
+	rm -rf build/debug && mkdir -p build/debug
+	cp -r setup.py xcol build/debug/
+	find build/debug/xcol \( -name '*.so' -o -name '*.cpp' -o -name '*.html' \) -delete
+	cd build/debug && XCOL_DEBUG=1 $(abspath $(VPY)) setup.py -q build_ext --inplace
+	cd build/debug && $(abspath $(VPY)) -c 'import os, sys, xcol._fast.book as b; \
+	    ok = b.DEBUG and b.__file__.startswith(os.getcwd()); \
+	    sys.exit(0 if ok else "not the debug build: " + b.__file__)'
+	cd build/debug && $(abspath $(VPY)) -m pytest -q -p no:cacheprovider \
+	    --rootdir $(CURDIR) -c $(CURDIR)/pyproject.toml $(addprefix $(CURDIR)/,$(DEBUG_TESTS))
 
 demo: setup
 	$(VPY) -m xcol demo

@@ -101,12 +101,15 @@ def ext(name: str, extra_sources: list[str] | None = None) -> Extension:
     )
 
 
+SJ_CPP = [os.path.join(SJ, "simdjson.cpp")]
+# engine and listener include decode's simdjson declarations; optimised builds
+# inline what they use, a -O0 debug build needs simdjson linked in as well.
 extensions = [
     ext("book"),
-    ext("decode", [os.path.join(SJ, "simdjson.cpp")]),
-    ext("engine"),
+    ext("decode", SJ_CPP),
+    ext("engine", SJ_CPP if DEBUG else None),
     ext("hdr"),
-    ext("listener"),
+    ext("listener", SJ_CPP if DEBUG else None),
     ext("shm"),
 ]
 

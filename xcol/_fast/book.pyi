@@ -7,6 +7,7 @@ MODE_BINANCE_FUTURES: int
 MODE_OKX: int
 MODE_DERIBIT: int
 MODE_SNAPSHOT: int
+DEBUG: bool
 
 def crc32(data: bytes) -> int: ...
 

@@ -54,6 +54,10 @@ cdef void _crc_init() noexcept:
 
 _crc_init()
 
+DEBUG = bool(XCOL_DEBUG)
+"""True in a debug build (``XCOL_DEBUG=1``): bounds checks on, and every book checks
+its invariants after each change (a broken one aborts with a message)."""
+
 cdef inline uint32_t crc32_update(uint32_t crc, const uint8_t *p, size_t n) noexcept nogil:
     cdef uint32_t lo, hi
     crc = ~crc

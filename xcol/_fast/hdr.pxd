@@ -43,6 +43,7 @@ cdef class HdrHistogram:
     cdef int64_t _max                   # largest raw value recorded (0 if none)
     cdef int64_t *_counts               # counts_len counters, owned
 
+    @cython.nonecheck(False)
     cdef inline int32_t _index(self, int64_t v) noexcept nogil:
         # Bucket = how far v's top bit sits above the first bucket's range;
         # sub-bucket = v's top (half_mag + 1) bits at that bucket's resolution.
@@ -51,6 +52,7 @@ cdef class HdrHistogram:
         cdef int32_t sub = <int32_t>(v >> (bucket + self._unit_magnitude))
         return ((bucket + 1) << self._half_mag) + sub - self._half_count
 
+    @cython.nonecheck(False)     # self is never None here; a check would need the GIL
     cpdef inline void record_n(self, int64_t v, int64_t n) noexcept nogil:
         """Record ``n`` samples of value ``v``.
 
@@ -73,6 +75,7 @@ cdef class HdrHistogram:
         if v > self._max:
             self._max = v
 
+    @cython.nonecheck(False)
     cpdef inline void record(self, int64_t v) noexcept nogil:
         """Record one sample of value ``v`` (clamped like :meth:`record_n`)."""
         self.record_n(v, 1)

@@ -346,12 +346,14 @@ cdef class RingWriter:
         """Whether the ring is mapped and writable."""
         return self._base != NULL
 
+    @cython.nonecheck(False)   # self is never None here; a check needs the GIL
     cdef void _publish(self) noexcept nogil:
         # Records before cursor: a reader that sees the cursor sees its records count.
         xr_st_rel(self._base + H_RECORDS, self.records)
         xr_st_rel(self._base + H_BYTES, self.bytes_written)
         xr_st_rel(self._base + H_CURSOR, self.cursor)
 
+    @cython.nonecheck(False)   # self is never None here; a check needs the GIL
     cdef bint _put(self, const char *rec, uint64_t length) noexcept nogil:
         cdef uint64_t cap = self.payload
         cdef uint64_t parts = 1 if length <= cap else (length + cap - 1) // cap
@@ -382,6 +384,7 @@ cdef class RingWriter:
         self._publish()
         return True
 
+    @cython.nonecheck(False)   # self is never None here; a check needs the GIL
     cdef uint64_t _write(self, const char *buf, Py_ssize_t n) noexcept nogil:
         cdef Py_ssize_t pos = 0, end
         cdef const char *nl
@@ -542,6 +545,7 @@ cdef class RingReader:
             self.position = c + self.slack - self.slots if c + self.slack > self.slots else 0
             self._expect = -1
 
+    @cython.nonecheck(False)   # self is never None here; a check needs the GIL
     cdef int64_t _expect_at(self, uint64_t c) noexcept nogil:
         # The record number that will be written at index c: one past the record that
         # ends at c - 1 (read under its seqlock), or the writer's count for an empty ring.
@@ -559,9 +563,11 @@ cdef class RingReader:
             return -1
         return <int64_t>rec + 1
 
+    @cython.nonecheck(False)   # self is never None here; a check needs the GIL
     cdef const char *_slot(self, uint64_t idx) noexcept nogil:
         return _slot_at(self._base, idx, self._mask, self.slot_size)
 
+    @cython.nonecheck(False)   # self is never None here; a check needs the GIL
     cdef int _gap(self, uint64_t idx) noexcept nogil:
         # Slot idx is not (yet) what we expect.  0: the writer has not reached it;
         # 1: the writer published past it, so it will never be written (a writer that
@@ -573,6 +579,7 @@ cdef class RingReader:
             return 2
         return 1
 
+    @cython.nonecheck(False)   # self is never None here; a check needs the GIL
     cdef void _resync(self, uint64_t seen) noexcept nogil:
         # Lapped: jump to the oldest slot that is still safe, leaving ``slack`` slots of
         # room so the writer does not lap us again at once, then skip to a record start.
@@ -587,6 +594,7 @@ cdef class RingReader:
         self.position = np
         self.overruns += 1
 
+    @cython.nonecheck(False)   # self is never None here; a check needs the GIL
     cdef void _check_generation(self) noexcept nogil:
         cdef uint64_t g = xr_ld_acq(self._base + H_GENERATION)
         if g != self.generation:
