@@ -107,6 +107,7 @@ extensions = [
     ext("engine"),
     ext("hdr"),
     ext("listener"),
+    ext("meta", [os.path.join(SJ, "simdjson.cpp")]),
     ext("shm"),
 ]
 
