@@ -60,6 +60,15 @@ cdef inline bint keq(const char *k, size_t n, const char *lit, size_t ln) noexce
     return n == ln and memcmp(k, lit, n) == 0
 
 
+cdef inline bint literal(const char *p, const char *lit, size_t n) noexcept nogil:
+    """``p`` (padded with zeros) holds the JSON literal ``lit`` and nothing glued to it."""
+    cdef char c
+    if memcmp(p, lit, n) != 0:
+        return False
+    c = p[n]
+    return c == 0 or c == b' ' or c == b'\t' or c == b'\r' or c == b'\n'
+
+
 cdef int count_decimals(const char *p, size_t n, int *dec) noexcept nogil:
     cdef const char *end = p + n
     cdef int frac = 0
@@ -171,6 +180,9 @@ cdef object number(Slot *s, str where, str field, int *dec):
     if s.kind != SL_STR and s.kind != SL_NUM:
         raise MetadataError(f"{where}: {field} is {slot_repr(s)}, not a number")
     r = count_decimals(s.p, s.n, dec)
+    if r == DEC_OK and s.kind == SL_NUM and s.n > 1 and s.p[0] == b'0' and (
+            b'0' <= s.p[1] <= b'9'):
+        r = DEC_SYNTAX          # a bare JSON number has no leading zero
     if r == DEC_NEGATIVE:
         raise MetadataError(f"{where}: {field} {slot_repr(s)} is negative")
     if r != DEC_OK:
@@ -239,7 +251,8 @@ cdef class _Walk:
             while q[0] == b' ' or q[0] == b'\t' or q[0] == b'\r' or q[0] == b'\n':
                 q += 1
             if (q[0] == b'[' or q[0] == b'"' or q[0] == b'-' or b'0' <= q[0] <= b'9'
-                    or q[0] == b't' or q[0] == b'f' or q[0] == b'n'):
+                    or literal(q, b"true", 4) or literal(q, b"false", 5)
+                    or literal(q, b"null", 4)):
                 raise MetadataError("instrument list is not a JSON object")
             raise _Broken(error_message(r).decode())
         while True:
