@@ -110,6 +110,7 @@ extensions = [
     ext("engine", SJ_CPP if DEBUG else None),
     ext("hdr"),
     ext("listener", SJ_CPP if DEBUG else None),
+    ext("meta", SJ_CPP),
     ext("shm"),
 ]
 

@@ -6,7 +6,10 @@ its lines (one picows connection each, fed by the Cython
 REST snapshots (rate-limited), answers heartbeats, reconnects with backoff,
 hands the encoded records to the :class:`~xcol.fanout.FanOut`, serves
 ``/health``, ``/ready``, ``/metrics`` and ``/stats``, and shuts down by
-draining every sink.  Everything here is control plane; the per-frame work is
+draining every sink.  At start-up, before any line connects, each feed reads
+its instruments' tick and lot sizes from the exchange's instrument list
+(:func:`~xcol.exchanges.meta.fetch_instruments`), so every book has its scales
+before its first frame.  Everything here is control plane; the per-frame work is
 in Cython.
 """
 
@@ -26,8 +29,9 @@ from picows import WSMsgType, ws_connect
 from xcol._fast.engine import Engine
 from xcol._fast.hdr import HdrHistogram
 from xcol._fast.listener import FeedListener, monotonic_ns
-from xcol.config import Config, FeedConfig
+from xcol.config import Config, ConfigError, FeedConfig
 from xcol.exchanges import protocols
+from xcol.exchanges.meta import MetadataError, fetch_instruments
 from xcol.fanout import DrainReport, FanOut
 from xcol.net.backoff import Backoff, TokenBucket
 from xcol.net.rest import RestError, get
@@ -40,6 +44,8 @@ log = logging.getLogger("xcol")
 CHANNEL_NAMES = {1: "depth", 3: "bbo", 4: "trades"}
 #: OKX/Deribit: seconds before a book still out of sync is resubscribed again.
 RESUBSCRIBE_RETRY_S = 2.0
+#: Start-up: the longest wait for one instrument-list request.
+INSTRUMENTS_TIMEOUT_S = 10.0
 
 
 @dataclass
@@ -76,6 +82,11 @@ class FeedRuntime:
     snapshots: TokenBucket | None = None
     snapshot_errors: int = 0
     resubscribes: int = 0
+    #: where the books' scales came from: "exchange" (its instrument list), "default"
+    #: (the list could not be read, or ``fetch_instruments = false``), "" (not loaded yet)
+    scales: str = ""
+    #: start-up instrument-list fetches that failed (the feed then runs on default scales)
+    instrument_fetch_failures: int = 0
 
 
 class Collector:
@@ -98,9 +109,8 @@ class Collector:
         self.started = time.time()
         rt = cfg.runtime
         for fc in cfg.feeds:
+            # instruments are registered in start(), once their scales are known
             eng = Engine(fc.exchange, rt.max_frame_bytes)
-            for sym in fc.symbols:
-                eng.add_instrument(sym)
             eng.set_reorder_window(int(rt.reorder_window_ms * 1e6))
             eng.set_top(rt.top_levels, int(rt.top_interval_ms * 1e6))
             eng.stage_timing = rt.stage_latency
@@ -117,8 +127,57 @@ class Collector:
 
     # ---------------------------------------------------------- lifecycle
 
+    async def load_instruments(self) -> None:
+        """Register every feed's instruments with its engine, at the scales of the
+        exchange's instrument list (fetched concurrently for all feeds).
+
+        A symbol the exchange does not list stops start-up with a :class:`ConfigError`
+        naming it.  When the list cannot be read (REST down, timeout, HTTP error, a body
+        that is not an instrument list), the feed warns, counts it and keeps the default
+        scales (8 decimals: a price or size with more decimals is refused, loudly).
+        Idempotent; :meth:`start` calls it before any line connects.
+        """
+        todo = [(i, fr) for i, fr in enumerate(self.feeds) if not fr.scales]
+        found = await asyncio.gather(*(self._fetch_scales(i, fr) for i, fr in todo))
+        for (_, fr), scales in zip(todo, found, strict=True):
+            for sym in fr.cfg.symbols:
+                ps, qs = scales.get(sym, (-1, -1))
+                fr.engine.add_instrument(sym, ps, qs)
+            fr.scales = "exchange" if scales else "default"
+
+    async def _fetch_scales(self, index: int, fr: FeedRuntime) -> dict[str, tuple[int, int]]:
+        fc = fr.cfg
+        if not fc.fetch_instruments:
+            return {}
+        try:
+            listed, asked = await fetch_instruments(fc.exchange, fc.rest, fc.symbols,
+                                                    INSTRUMENTS_TIMEOUT_S)
+        except (RestError, MetadataError) as exc:
+            fr.instrument_fetch_failures += 1
+            log.warning("%s: cannot read the instrument list (%s); books of %s use the "
+                        "default scales (%d price / %d size decimals): a price or size "
+                        "with more decimals will be refused", fc.name, exc,
+                        ", ".join(fc.symbols), fr.engine.default_price_scale,
+                        fr.engine.default_qty_scale)
+            return {}
+        missing = [s for s in fc.symbols if s not in listed]
+        if missing:
+            raise ConfigError(
+                f"feeds.{index}.symbols",
+                f"{fc.exchange} does not list {', '.join(map(repr, missing))} "
+                f"(instrument list from {', '.join(asked)}; {len(listed)} instruments)")
+        scales = {s: (listed[s].price_scale, listed[s].qty_scale) for s in fc.symbols}
+        log.info("%s: scales from the instrument list: %s", fc.name,
+                 ", ".join(f"{s} {p}/{q}" for s, (p, q) in scales.items()))
+        return scales
+
     async def start(self) -> None:
-        """Open sinks, the HTTP server and every line."""
+        """Load the instruments' scales, then open sinks, the HTTP server and every line.
+
+        :raises ConfigError: a configured symbol is not in the exchange's instrument list
+            (nothing has been opened yet).
+        """
+        await self.load_instruments()
         for sink, spec in build_sinks(self.cfg.sinks):
             self.fanout.add_sink(sink, spec)
         await self.fanout.start()
@@ -456,7 +515,7 @@ class Collector:
                     "reconnects": ln.reconnects, "rotations": ln.rotations,
                     "gaps": st["gaps"], "errors": st["errors"],
                 })
-            for sym in fr.cfg.symbols:
+            for sym in fr.cfg.symbols if fr.scales else ():
                 if "depth" in fr.cfg.channels:
                     b = eng.book(sym)
                     streams.append({
@@ -490,6 +549,11 @@ class Collector:
             "sinks": sinks,
             "counters": {"received": received, "published": published,
                          "duplicates": duplicates, "dropped": dropped},
+            # where each feed's scales came from (docs/configuration.md, fetch_instruments)
+            "instruments": [{"feed": fr.cfg.name, "exchange": fr.cfg.exchange,
+                             "scales": fr.scales or "pending",
+                             "fetch_failures": fr.instrument_fetch_failures}
+                            for fr in self.feeds],
             "uptime_s": time.time() - self.started,
         }
 
@@ -498,6 +562,9 @@ class Collector:
         reasons = []
         now = monotonic_ns()
         for fr in self.feeds:
+            if not fr.scales:
+                reasons.append(f"{fr.cfg.exchange}: instruments not loaded")
+                continue
             if "depth" in fr.cfg.channels:
                 for sym in fr.cfg.symbols:
                     if not fr.engine.book(sym).synced:

@@ -301,6 +301,10 @@ class FeedConfig:
         "WebSocket URLs, one redundant line each (default: the exchange's URL twice)"))
     rest: str = field(default="", metadata=_meta("REST base URL (default: the exchange's)"))
     name: str = field(default="", metadata=_meta("label in metrics (default: exchange)"))
+    fetch_instruments: bool = field(default=True, metadata=_meta(
+        "at start-up, read tick and lot sizes from the exchange's instrument list on the "
+        "REST base URL and keep each book at those scales (false: default scales, 8 "
+        "decimals)"))
 
 
 @dataclass(frozen=True)
