@@ -46,7 +46,8 @@ test: setup sysdeps
 # every book checks its invariants after each change), built apart in build/debug so
 # the release build in place is untouched.
 DEBUG_TESTS := tests/test_property.py tests/test_golden.py tests/test_faults.py \
-	tests/test_fastpath.py tests/test_decode.py tests/test_malformed.py tests/test_fuzz.py
+	tests/test_fastpath.py tests/test_decode.py tests/test_malformed.py tests/test_fuzz.py \
+	tests/test_meta.py
 debugtest: setup
 	rm -rf build/debug && mkdir -p build/debug
 	cp -r setup.py xcol build/debug/

@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import sys
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -59,6 +62,10 @@ def test_scales_come_from_the_instrument_endpoint(tmp_path: Path, exchange: str,
                 {"feed": exchange, "exchange": exchange, "scales": "exchange",
                  "fetch_failures": 0}]
             await rig.wait_synced()
+            # the books' ladder grid is the listed tick at the price scale
+            assert eng.book(first).grid == 1     # TICK at scale 10
+            tick = Decimal(rig.sim.feed.meta[second]["tick"])
+            assert eng.book(second).grid == int(tick.scaleb(8))
             await asyncio.sleep(0.5)
             await rig.stop()
             rbs = assert_output_exact(rig, once=exchange != "okx")
@@ -111,5 +118,38 @@ def test_fetch_instruments_off_keeps_default_scales(tmp_path: Path, listed: None
                 assert fr.engine.scales_of(fr.engine.instrument_id(inst)) == (8, 8)
             await rig.wait_synced()
             await rig.stop()
+
+    run(body())
+
+
+def test_xcol_run_with_an_unlisted_symbol_exits_2_naming_it(tmp_path: Path) -> None:
+    """``xcol run`` as a subprocess: a clear one-line error and exit status 2, no traceback."""
+
+    async def body() -> None:
+        sim = Simulator(sim_cfg("binance-usdm"))
+        await sim.start()
+        try:
+            cfg = tmp_path / "xcol.toml"
+            cfg.write_text(f"""
+[[feeds]]
+exchange = "binance-usdm"
+symbols = ["NOPEUSDT"]
+endpoints = ["ws://127.0.0.1:{sim.ports[0]}"]
+rest = "http://127.0.0.1:{sim.ports[0]}"
+
+[sinks.jsonl]
+path = "{tmp_path / 'out.jsonl'}"
+""")
+            env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "xcol", "run", "-c", str(cfg), cwd=str(tmp_path),
+                env=env, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+            _, err = await asyncio.wait_for(proc.communicate(), 60)
+        finally:
+            await sim.stop()
+        text = err.decode()
+        assert proc.returncode == 2, text
+        assert "xcol run: feeds.0.symbols: binance-usdm does not list 'NOPEUSDT'" in text
+        assert "Traceback" not in text
 
     run(body())

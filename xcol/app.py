@@ -141,11 +141,12 @@ class Collector:
         found = await asyncio.gather(*(self._fetch_scales(i, fr) for i, fr in todo))
         for (_, fr), scales in zip(todo, found, strict=True):
             for sym in fr.cfg.symbols:
-                ps, qs = scales.get(sym, (-1, -1))
-                fr.engine.add_instrument(sym, ps, qs)
+                ps, qs, grid = scales.get(sym, (-1, -1, 0))
+                fr.engine.add_instrument(sym, ps, qs, grid)
             fr.scales = "exchange" if scales else "default"
 
-    async def _fetch_scales(self, index: int, fr: FeedRuntime) -> dict[str, tuple[int, int]]:
+    async def _fetch_scales(self, index: int,
+                            fr: FeedRuntime) -> dict[str, tuple[int, int, int]]:
         fc = fr.cfg
         if not fc.fetch_instruments:
             return {}
@@ -166,9 +167,10 @@ class Collector:
                 f"feeds.{index}.symbols",
                 f"{fc.exchange} does not list {', '.join(map(repr, missing))} "
                 f"(instrument list from {', '.join(asked)}; {len(listed)} instruments)")
-        scales = {s: (listed[s].price_scale, listed[s].qty_scale) for s in fc.symbols}
+        scales = {s: (listed[s].price_scale, listed[s].qty_scale, listed[s].grid)
+                  for s in fc.symbols}
         log.info("%s: scales from the instrument list: %s", fc.name,
-                 ", ".join(f"{s} {p}/{q}" for s, (p, q) in scales.items()))
+                 ", ".join(f"{s} {p}/{q}" for s, (p, q, _) in scales.items()))
         return scales
 
     async def start(self) -> None:

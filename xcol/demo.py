@@ -133,4 +133,8 @@ def run_collector(args: argparse.Namespace) -> int:
         return 2
     logging.basicConfig(level=cfg.runtime.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    return run_loop(_run(cfg))
+    try:
+        return run_loop(_run(cfg))
+    except ConfigError as exc:    # found at start-up, e.g. a symbol the exchange lacks
+        print(f"xcol run: {exc}", file=sys.stderr)
+        return 2

@@ -177,6 +177,9 @@ def run(args: argparse.Namespace) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         return run_loop(_record(cfg, Path(args.out), args.duration))
+    except ConfigError as exc:    # found at start-up, e.g. a symbol the exchange lacks
+        print(f"xcol record: {exc}", file=sys.stderr)
+        return 2
     except OSError as exc:
         print(f"xcol record: cannot write {args.out}: {exc}", file=sys.stderr)
         return 2

@@ -479,7 +479,7 @@ class _Replayer:
         """Register ``symbol`` with its metadata scales (engine default if unknown)."""
         m = self.meta.get(symbol)
         if m is not None:
-            inst = self.engine.add_instrument(symbol, m.price_scale, m.qty_scale)
+            inst = self.engine.add_instrument(symbol, m.price_scale, m.qty_scale, m.grid)
         else:
             inst = self.engine.add_instrument(symbol)
         if self.binance and inst not in self.books:

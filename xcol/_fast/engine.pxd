@@ -53,6 +53,7 @@ cdef class Engine:
     cdef int spot
     cdef SymTab syms
     cdef list symbols            # list[str], by instrument id
+    cdef list grids              # list[int]: price grid (tick at the price scale), 0 = auto
     cdef int *scales             # 2 per instrument: price, qty
     cdef int ninst
     cdef int scale_cap

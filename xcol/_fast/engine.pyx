@@ -131,6 +131,7 @@ cdef class Engine:
         self.venue = self.decoder.venue
         self.spot = market == "binance-spot"
         self.symbols = []
+        self.grids = []
         self.books = []
         self.scales = NULL
         self.ninst = 0
@@ -163,11 +164,14 @@ cdef class Engine:
 
     # ------------------------------------------------------- control plane
 
-    def add_instrument(self, str symbol, int price_scale=-1, int qty_scale=-1) -> int:
+    def add_instrument(self, str symbol, int price_scale=-1, int qty_scale=-1,
+                       int64_t grid=0) -> int:
         """Register ``symbol`` (exchange spelling) with its scales; returns its id.
 
         A scale is the number of decimals prices (sizes) are kept at; -1 takes
-        the engine default (8).  Registering a known symbol returns its id.
+        the engine default (8).  ``grid`` is the tick in units of the price scale
+        (the book's ladder grid, see ``Book.grid``); 0 lets each book take the gcd
+        of its snapshot prices.  Registering a known symbol returns its id.
         """
         cdef bytes b = symbol.encode()
         cdef int i = self.syms.find(b, len(b))
@@ -204,6 +208,7 @@ cdef class Engine:
             self.ist[i].line_seq[j] = -1
         self.syms.add(b, len(b), i)
         self.symbols.append(symbol)
+        self.grids.append(grid if grid > 0 else 0)
         self.heads.append(
             ('"exchange":"%s","symbol":"%s",' % (self.market, symbol)).encode())
         self.books.extend([None] * N_CHANNELS)
@@ -241,6 +246,7 @@ cdef class Engine:
         else:
             mode = MODE_SNAPSHOT
         b = Book(self.symbols[inst], mode, self.scales[2 * inst], self.scales[2 * inst + 1])
+        (<Book>b).grid = self.grids[inst]
         (<Book>b).reorder_ns = self.reorder_default
         self.books[idx] = b
         return <Book>b

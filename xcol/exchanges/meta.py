@@ -104,6 +104,13 @@ class InstrumentMeta:
     lot: Decimal
     contract_value: Decimal | None = None
 
+    @property
+    def grid(self) -> int:
+        """The tick in units of ``price_scale`` (the book's price grid), or 0 when the
+        tick is zero or finer than the scale."""
+        units = self.tick.scaleb(self.price_scale)
+        return int(units) if units > 0 and units == units.to_integral_value() else 0
+
 
 class Instruments(dict[str, InstrumentMeta]):
     """Symbol → :class:`InstrumentMeta` of one or more instrument lists.
