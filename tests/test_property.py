@@ -9,6 +9,7 @@ Random number texts must decode to Decimal's own digits and exponent.
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -612,3 +613,69 @@ def test_deribit_change_chain_matches_reference(
     assert e.feed(frame) == OUTCOME_CODES[ref.on_json(frame)] == 7
     assert e.book("BTC-PERPETUAL").synced
     assert e.book("BTC-PERPETUAL").levels_raw() == ref.levels(8, 8)
+
+
+@SETTINGS
+@given(data=st.binary(max_size=3000), prefix=st.binary(max_size=40))
+def test_crc32_equals_zlib_on_any_bytes(data: bytes, prefix: bytes) -> None:
+    # Lengths below and above the 64 bytes where the carry-less multiply path starts,
+    # whole and partial 16-byte lanes (the prefix moves the lane boundaries).
+    from xcol._fast.book import crc32
+    assert crc32(data) == zlib.crc32(data)
+    assert crc32(prefix + data) == zlib.crc32(prefix + data)
+
+
+@st.composite
+def okx_long_streams(draw: st.DrawFn) -> tuple[list[TextLevel], list[TextLevel],
+                                               list[tuple[list[TextLevel], list[TextLevel]]]]:
+    """A deep OKX snapshot near one price, then many updates: the top levels are
+    deleted, re-added, resized and pushed down by new ones, so the lists of best
+    levels the checksum is built from fill up, run short and are rebuilt."""
+    def px(tick: int) -> str:
+        return okx_text(4_000_000 + tick, 1)      # 400000.0 + tick * 0.1
+
+    def qty() -> str:
+        return okx_text(draw(st.integers(1, 10**6)), draw(st.integers(0, 4)))
+
+    # Around 64 levels a side (the lists hold 64): a growing phase fills the lists and
+    # pushes levels out of them, a shrinking phase runs them short.
+    bid_ticks = draw(st.sets(st.integers(-90, -1), min_size=40, max_size=70))
+    ask_ticks = draw(st.sets(st.integers(0, 89), min_size=40, max_size=70))
+    bids = [(px(t), qty()) for t in sorted(bid_ticks, reverse=True)]
+    asks = [(px(t), qty()) for t in sorted(ask_ticks)]
+    updates = []
+    for phase_deletes, n in ((1, draw(st.integers(0, 30))), (3, draw(st.integers(10, 90)))):
+        delete = st.integers(0, 3).map(lambda r, d=phase_deletes: r < d)
+        for _ in range(n):
+            ub = [(px(draw(st.integers(-90, -1))), "0" if draw(delete) else qty())
+                  for _ in range(draw(st.integers(0, 6)))]
+            ua = [(px(draw(st.integers(0, 89))), "0" if draw(delete) else qty())
+                  for _ in range(draw(st.integers(0, 6)))]
+            updates.append((ub, ua))
+    return bids, asks, updates
+
+
+@SETTINGS
+@given(case=okx_long_streams())
+def test_long_okx_stream_every_checksum_verifies(
+    case: tuple[list[TextLevel], list[TextLevel], list[tuple[list[TextLevel],
+                                                              list[TextLevel]]]],
+) -> None:
+    # Every update carries the reference checksum of the book after it; the engine
+    # (its incrementally kept lists of best levels) must verify each one.
+    bids, asks, updates = case
+    ref = OkxBook()
+    ref.load(bids, asks)
+    e = Engine("okx")
+    e.add_instrument("BTC-USDT", 8, 8)
+    assert e.feed(okx_frame("snapshot", bids, asks, ref.checksum())) == 7
+    for i, (ub, ua) in enumerate(updates):
+        # one price once per side and message, as OKX sends them
+        ub = list(dict(ub).items())
+        ua = list(dict(ua).items())
+        ref.update(ub, ua)
+        assert e.feed(okx_frame("update", ub, ua, ref.checksum())) == 0, \
+            f"update #{i}: {ref.checksum_text()}"
+    book = e.book("BTC-USDT")
+    assert book.stats()["checksums_failed"] == 0
+    assert book.levels_raw() == ref.levels(8, 8)

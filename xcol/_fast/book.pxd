@@ -1,6 +1,6 @@
 # Exact L2 order book: sorted int64 arrays, exchange sync rules.
 
-from libc.stdint cimport int64_t, int32_t, int8_t, uint32_t, uint64_t
+from libc.stdint cimport int64_t, int32_t, int8_t, uint8_t, uint32_t, uint64_t
 
 from xcol._fast.event cimport Event, Level
 
@@ -76,6 +76,26 @@ ctypedef struct Side:
     int lwait                 # updates before the window may move again
     int64_t recentres         # window moves
 
+# The best levels of one side as OKX's checksum string writes them ("px:size"),
+# kept up to date level by level as updates are applied, so that a checksum
+# neither walks the book nor re-formats levels that did not change.
+cdef enum:
+    CRC_DEPTH = 25            # levels a side in OKX's checksum
+    TOP_CAP = 64              # levels a side's list keeps (room for deletions)
+
+ctypedef struct TopText:
+    uint8_t len
+    char txt[95]              # 16-byte chunks are copied: room for len + 31
+
+ctypedef struct TopList:
+    int n                     # levels held, best first
+    bint complete             # every level of the side is held
+    int nfree
+    int64_t k[64]             # keys (see Side), descending
+    uint8_t slot[64]          # the text slot of each level
+    uint8_t free[64]          # unused text slots
+    TopText text[64]
+
 # Events held before the snapshot: headers plus their levels.
 ctypedef struct Pending:
     int64_t first_seq
@@ -128,6 +148,7 @@ cdef class Book:
     cdef readonly int64_t bad_numbers
     cdef readonly int64_t checksums_checked
     cdef readonly int64_t checksums_failed
+    cdef readonly int64_t checksums_unchanged   # checked without recomputing (top unchanged)
     cdef readonly int64_t pending_dropped
     # pre-snapshot buffer
     cdef Pending *pend
@@ -141,6 +162,13 @@ cdef class Book:
     cdef int64_t *trace
     cdef int ntrace
     cdef int trace_cap
+    # OKX checksum of the top CRC_DEPTH levels, from lists of the best levels
+    # kept as updates are applied; recomputed only when a list changed
+    cdef bint crc_on                   # the lists are being kept
+    cdef bint crc_dirty
+    cdef bint top_ok                   # the lists match the book
+    cdef uint32_t crc_val
+    cdef TopList *tops                 # [2]: bids, asks
 
     cdef int apply(self, Event *ev) noexcept
     cdef int drain_next(self, Event *out, int *line) noexcept
@@ -162,4 +190,5 @@ cdef class Book:
     cdef void _record(self) noexcept
     cdef int _okx_check(self, Event *ev) noexcept
     cdef uint32_t crc_top(self, int depth) noexcept
+    cdef uint32_t _crc_cached(self) noexcept
     cdef list _walk(self, Side *side, int sign, int n, bint raw)

@@ -24,7 +24,7 @@ from libc.stdlib cimport malloc, realloc, free, abort
 from libc.string cimport memmove, memcpy, memset
 
 from xcol._fast.event cimport Event, Level, EV_DEPTH, EV_SNAPSHOT, LV_DELETE
-from xcol._fast.num cimport to_scale, format_num, NUM_OK
+from xcol._fast.num cimport to_scale, format_num, xcol_copy16, NUM_OK
 from xcol._fast.includes.debug cimport XCOL_DEBUG
 
 cdef extern from *:
@@ -58,9 +58,21 @@ DEBUG = bool(XCOL_DEBUG)
 """True in a debug build (``XCOL_DEBUG=1``): bounds checks on, and every book checks
 its invariants after each change (a broken one aborts with a message)."""
 
+cdef extern from "crc32.h":
+    int XCOL_CRC32_FOLD
+    uint32_t xcol_crc32_fold(uint32_t crc, const uint8_t *p, size_t n) nogil
+
+
 cdef inline uint32_t crc32_update(uint32_t crc, const uint8_t *p, size_t n) noexcept nogil:
     cdef uint32_t lo, hi
+    cdef size_t whole
     crc = ~crc
+    if XCOL_CRC32_FOLD and n >= 64:
+        # carry-less multiply over whole 16-byte lanes, the table for the rest
+        whole = n & ~(<size_t>15)
+        crc = xcol_crc32_fold(crc, p, whole)
+        p += whole
+        n -= whole
     while n >= 8:
         lo = (<uint32_t>p[0] | (<uint32_t>p[1] << 8) | (<uint32_t>p[2] << 16)
               | (<uint32_t>p[3] << 24)) ^ crc
@@ -619,6 +631,115 @@ cdef int side_recentre(Side *s, int64_t lo, int w) noexcept nogil:
     return 0
 
 
+cdef inline void top_text(TopList *L, int s, int64_t px, int64_t q, int8_t pdec,
+                          int8_t qdec, int ps, int qs) noexcept nogil:
+    cdef TopText *t = &L.text[s]
+    cdef int pos = format_num(px, ps, pdec, t.txt)
+    t.txt[pos] = b':'
+    pos += 1
+    pos += format_num(q, qs, qdec, t.txt + pos)
+    t.len = <uint8_t>pos
+
+
+cdef inline bint plain_number(const char *p, int n) noexcept nogil:
+    """True when ``p[:n]`` is written the way ``format_num`` writes it: digits with no
+    leading zero (except a lone one before the point), then optionally a point and
+    at least one digit.  Such a text can be used as it is."""
+    cdef int i = 0
+    cdef bint point = False
+    if p == NULL or n < 1 or n > 40 or p[0] == b'.':
+        return False
+    if p[0] == b'0' and n > 1 and p[1] != b'.':
+        return False
+    for i in range(n):
+        if p[i] == b'.':
+            if point or i == n - 1:
+                return False
+            point = True
+        elif p[i] < b'0' or p[i] > b'9':
+            return False
+    return True
+
+
+cdef inline void top_level_text(TopList *L, int s, const Level *lv, int ps,
+                                int qs) noexcept nogil:
+    """The list text of a level: the exchange's own text when it is plain, else
+    formatted from the numbers."""
+    cdef TopText *t = &L.text[s]
+    if plain_number(lv.ptxt, lv.plen) and plain_number(lv.qtxt, lv.qlen):
+        xcol_copy16(t.txt, lv.ptxt, lv.plen)
+        t.txt[lv.plen] = b':'
+        xcol_copy16(t.txt + lv.plen + 1, lv.qtxt, lv.qlen)
+        t.len = <uint8_t>(lv.plen + 1 + lv.qlen)
+    else:
+        top_text(L, s, lv.px, lv.qty, lv.pdec, lv.qdec, ps, qs)
+
+
+cdef void top_build(TopList *L, const Side *s, int sign, int ps, int qs) noexcept nogil:
+    """Fill the list with the side's best TOP_CAP levels, walking the book."""
+    cdef Walk w
+    cdef bint more = walk_start(s, &w)
+    cdef int i
+    L.n = 0
+    for i in range(TOP_CAP):
+        L.free[i] = <uint8_t>(TOP_CAP - 1 - i)
+    L.nfree = TOP_CAP
+    while more and L.n < TOP_CAP:
+        L.nfree -= 1
+        L.slot[L.n] = L.free[L.nfree]
+        L.k[L.n] = w.k
+        top_text(L, L.slot[L.n], sign * w.k, w.q, w.pdec, w.qdec, ps, qs)
+        L.n += 1
+        more = walk_next(s, &w)
+    L.complete = not more
+
+
+cdef inline bint top_apply(TopList *L, int64_t key, const Level *lv, int ps,
+                           int qs) noexcept nogil:
+    """Apply one level change (already applied to the book) to the list; True when
+    the list changed or must be rebuilt."""
+    cdef int i = 0
+    cdef int s
+    cdef int64_t q = lv.qty
+    if not L.complete:
+        if L.n < CRC_DEPTH:
+            return True                # too short: rebuilt at the next checksum
+        if key < L.k[L.n - 1]:
+            return False               # below the list: not among its levels
+    while i < L.n and L.k[i] > key:
+        i += 1
+    if i < L.n and L.k[i] == key:
+        s = L.slot[i]
+        if q == 0:
+            L.free[L.nfree] = <uint8_t>s
+            L.nfree += 1
+            memmove(&L.k[i], &L.k[i + 1], <size_t>(L.n - i - 1) * sizeof(int64_t))
+            memmove(&L.slot[i], &L.slot[i + 1], <size_t>(L.n - i - 1))
+            L.n -= 1
+        else:
+            top_level_text(L, s, lv, ps, qs)
+        return True
+    if q == 0:
+        return False                   # removing an unknown level
+    if i == TOP_CAP:
+        L.complete = False             # a new level below a full list
+        return False
+    if L.n == TOP_CAP:                 # the last level leaves the list
+        L.n -= 1
+        L.free[L.nfree] = L.slot[L.n]
+        L.nfree += 1
+        L.complete = False
+    L.nfree -= 1
+    s = L.free[L.nfree]
+    memmove(&L.k[i + 1], &L.k[i], <size_t>(L.n - i) * sizeof(int64_t))
+    memmove(&L.slot[i + 1], &L.slot[i], <size_t>(L.n - i))
+    L.k[i] = key
+    L.slot[i] = <uint8_t>s
+    L.n += 1
+    top_level_text(L, s, lv, ps, qs)
+    return True
+
+
 cdef inline int64_t _gcd(int64_t a, int64_t b) noexcept nogil:
     cdef int64_t t
     while b:
@@ -746,6 +867,7 @@ cdef class Book:
         free(self.pend)
         free(self.pool)
         free(self.trace)
+        free(self.tops)
 
     # ---------------------------------------------------------------- C API
 
@@ -779,6 +901,15 @@ cdef class Book:
                             asks[i].qdec, hint)
             if hint < 0:
                 return -1
+        if self.crc_on and self.top_ok:
+            for i in range(nb):
+                if top_apply(&self.tops[0], bids[i].px, &bids[i], self.price_scale,
+                             self.qty_scale):
+                    self.crc_dirty = True
+            for i in range(na):
+                if top_apply(&self.tops[1], -asks[i].px, &asks[i], self.price_scale,
+                             self.qty_scale):
+                    self.crc_dirty = True
         if side_follow(&self.bids) < 0 or side_follow(&self.asks) < 0:
             return -1
         if XCOL_DEBUG:
@@ -807,6 +938,8 @@ cdef class Book:
                     more = walk_next(&self.bids if i == 0 else &self.asks, &w)
         self.bids.g = self.asks.g = g
         self.bids.ginv = self.asks.ginv = 1.0 / g if g > 0 else 0.0
+        self.crc_dirty = True
+        self.top_ok = False
         if self._place(&self.bids) < 0 or self._place(&self.asks) < 0:
             return -1
         if XCOL_DEBUG:
@@ -1218,11 +1351,54 @@ cdef class Book:
         if not ev.has_checksum or ev.checksum == 0:
             return 0
         self.checksums_checked += 1
-        if <int32_t>self.crc_top(25) == ev.checksum:
+        if <int32_t>self._crc_cached() == ev.checksum:
             return 0
         self.checksums_failed += 1
         self._lose_sync()
         return -1
+
+    cdef uint32_t _crc_cached(self) noexcept:
+        """``crc_top(CRC_DEPTH)`` from the lists of best levels (rebuilt from the book
+        when a snapshot replaced it or deletions left a list too short)."""
+        cdef char buf[2 * CRC_DEPTH * 96]
+        cdef TopList *L
+        cdef TopText *t
+        cdef int side, i, pos
+        cdef uint32_t crc
+        if self.crc_on and not self.crc_dirty:
+            self.checksums_unchanged += 1
+            return self.crc_val
+        if self.tops == NULL:
+            self.tops = <TopList *>malloc(2 * sizeof(TopList))
+            if self.tops == NULL:
+                return self.crc_top(CRC_DEPTH)
+            self.top_ok = False
+        for side in range(2):
+            L = &self.tops[side]
+            if not self.top_ok or (L.n < CRC_DEPTH and not L.complete):
+                top_build(L, &self.bids if side == 0 else &self.asks, 1 if side == 0 else -1,
+                          self.price_scale, self.qty_scale)
+        self.top_ok = True
+        pos = 0
+        for i in range(CRC_DEPTH):
+            for side in range(2):
+                L = &self.tops[side]
+                if i < L.n:
+                    t = &L.text[L.slot[i]]
+                    if pos:
+                        buf[pos] = b':'
+                        pos += 1
+                    xcol_copy16(buf + pos, t.txt, t.len)
+                    pos += t.len
+        crc = crc32_update(0, <const uint8_t *>buf, pos)
+        if XCOL_DEBUG and crc != self.crc_top(CRC_DEPTH):
+            fprintf(stderr, b"xcol: book %s: checksum lists differ from the book\n",
+                    <const char *>self._symb)
+            abort()
+        self.crc_val = crc
+        self.crc_on = True
+        self.crc_dirty = False
+        return crc
 
     cdef uint32_t crc_top(self, int depth) noexcept:
         """CRC32 of ``bid1px:bid1sz:ask1px:ask1sz:...`` over the top ``depth``."""
@@ -1402,7 +1578,8 @@ cdef class Book:
             "updates": self.updates, "snapshots": self.snapshots, "gaps": self.gaps,
             "duplicates": self.duplicates, "unsynced_drops": self.unsynced_drops,
             "bad_numbers": self.bad_numbers, "checksums_checked": self.checksums_checked,
-            "checksums_failed": self.checksums_failed, "pending": self.npend,
+            "checksums_failed": self.checksums_failed,
+            "checksums_unchanged": self.checksums_unchanged, "pending": self.npend,
             "pending_dropped": self.pending_dropped,
         }
 

@@ -7,11 +7,13 @@
 # ``to_scale`` and keep the digit count, so ``format_num`` can give back the
 # exchange's own string (OKX checksums depend on it).  No float, ever.
 
-from libc.stdint cimport int64_t, int8_t, INT64_MAX
+from libc.stdint cimport int64_t, int8_t, uint64_t
 
 cdef extern from "includes/num.h":
     const int64_t xcol_pow10[19]
     int xcol_mul_overflow(int64_t a, int64_t b, int64_t *r) nogil
+    const char xcol_digits2[201]
+    void xcol_copy16(char *dst, const char *src, int n) nogil
 
 cdef enum NumErr:
     NUM_OK = 0
@@ -163,39 +165,48 @@ cdef inline int to_scale(int64_t mant, int dec, int scale, int64_t *out) noexcep
 
 # Write ``v`` (fixed point at ``scale``) with exactly ``dec`` decimals into
 # ``out`` (at least 48 bytes); returns the length.  Decimals beyond the
-# scale are written as zeros.
+# scale are written as zeros.  The digits come from divisions by the constant
+# 100 (multiplies), never by a power of ten chosen at run time.
 cdef inline int format_num(int64_t v, int scale, int dec, char *out) noexcept nogil:
     cdef char tmp[24]
-    cdef int n = 0
-    cdef int i
-    cdef int64_t ip, fp
+    cdef uint64_t u, r
+    cdef int start = 24
     cdef int pos = 0
-    cdef int shown
+    cdef int nd, ni, shown, i
     if v < 0:
-        out[pos] = b'-'
-        pos += 1
-        v = -v
-    ip = v // xcol_pow10[scale]
-    fp = v % xcol_pow10[scale]
-    if ip == 0:
-        tmp[0] = b'0'
-        n = 1
-    while ip > 0:
-        tmp[n] = <char>(48 + ip % 10)
-        ip //= 10
-        n += 1
-    for i in range(n):
-        out[pos + i] = tmp[n - 1 - i]
-    pos += n
-    shown = dec if dec < scale else scale
+        out[0] = b'-'
+        pos = 1
+        u = <uint64_t>0 - <uint64_t>v
+    else:
+        u = <uint64_t>v
+    while u >= 100:
+        r = u % 100
+        u = u // 100
+        start -= 2
+        tmp[start] = xcol_digits2[2 * r]
+        tmp[start + 1] = xcol_digits2[2 * r + 1]
+    if u >= 10:
+        start -= 2
+        tmp[start] = xcol_digits2[2 * u]
+        tmp[start + 1] = xcol_digits2[2 * u + 1]
+    else:
+        start -= 1
+        tmp[start] = <char>(48 + u)
+    nd = 24 - start
+    while nd < scale + 1:        # at least one integer digit
+        start -= 1
+        tmp[start] = b'0'
+        nd += 1
+    ni = nd - scale
+    for i in range(ni):
+        out[pos + i] = tmp[start + i]
+    pos += ni
     if dec > 0:
         out[pos] = b'.'
         pos += 1
-        if shown < scale:
-            fp = fp // xcol_pow10[scale - shown]
-        for i in range(shown - 1, -1, -1):
-            out[pos + i] = <char>(48 + fp % 10)
-            fp //= 10
+        shown = dec if dec < scale else scale
+        for i in range(shown):
+            out[pos + i] = tmp[start + ni + i]
         pos += shown
         for i in range(dec - shown):
             out[pos] = b'0'
