@@ -282,6 +282,17 @@ def test_okx_trades() -> None:
                   (12883021, 5124, 3, 2, 0, 1, 1652459215151)])
 
 
+@pytest.mark.parametrize("drop", [b'"px":"5.123",', b'"sz":"100",'])
+def test_okx_trade_without_price_or_size_is_an_error(drop: bytes) -> None:
+    # (found by mutating real frames: a trade without px was accepted with price 0)
+    frame = (b'{"arg":{"channel":"trades","instId":"UNI-USD-SWAP"},"data":['
+             b'{"instId":"UNI-USD-SWAP","tradeId":"12883020","px":"5.123","sz":"100",'
+             b'"side":"sell","ts":"1652459215150"}]}').replace(drop, b"")
+    d = Decoder("okx")
+    assert d.decode_frame(frame) == -1
+    assert d.error() == "unexpected shape at trade (needs tradeId, px and sz)"
+
+
 @pytest.mark.parametrize(
     "frame",
     [

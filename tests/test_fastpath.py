@@ -1,7 +1,7 @@
-"""The compact-layout scanner and the simdjson walk must decode identically.
+"""The compact-layout scanners and the simdjson walk must decode identically.
 
-Binance frames first go through a validating single-pass scanner
-(``Decoder.fast``); anything it does not accept goes to simdjson On-Demand.
+Binance frames and OKX book frames first go through a validating single-pass
+scanner (``Decoder.fast``); anything it does not accept goes to simdjson On-Demand.
 These tests decode every kind of real message, seeded mutations of them and
 hand-made edge cases twice, once with the scanner and once without, and
 require the same result code, the same event and the same error text.  They
@@ -23,9 +23,10 @@ from test_fuzz import mutate
 from xcol._fast.decode import Decoder, _parse_number, _scan_number
 
 
-def both(frame: bytes) -> tuple[tuple[int, Any, str | None], tuple[int, Any, str | None], bool]:
+def both(frame: bytes, venue: str = "binance",
+         ) -> tuple[tuple[int, Any, str | None], tuple[int, Any, str | None], bool]:
     """Decode ``frame`` with and without the scanner; also whether the scanner took it."""
-    fast, slow = Decoder("binance"), Decoder("binance")
+    fast, slow = Decoder(venue), Decoder(venue)
     slow.fast = False
     rf = fast.decode_frame(frame)
     rs = slow.decode_frame(frame)
@@ -34,8 +35,8 @@ def both(frame: bytes) -> tuple[tuple[int, Any, str | None], tuple[int, Any, str
     return out_f, out_s, fast.fast_frames == 1
 
 
-def check(frame: bytes) -> bool:
-    f, s, took = both(frame)
+def check(frame: bytes, venue: str = "binance") -> bool:
+    f, s, took = both(frame, venue)
     assert f == s, f"scanner and simdjson disagree on {frame[:200]!r}"
     return took
 
@@ -160,3 +161,92 @@ def test_level_number_reader_takes_real_shapes() -> None:
         assert _parse_number(b'"' + text + b'"') == want
     assert _scan_number(b'1234567890.123456789"') is None  # 19 digits
     assert _scan_number(b'1."') is None
+
+
+# ------------------------------------------------------------------------------ OKX
+
+
+@pytest.mark.corpus
+def test_real_okx_messages_decode_identically_and_books_take_the_scanner() -> None:
+    cap = need("okx")
+    bodies = [f.body for f in frames(cap.path)]
+    took = [check(b, "okx") for b in bodies]
+
+    def is_book(b: bytes) -> bool:
+        return b'"channel":"books"' in b[:60] and b'"action"' in b
+    books = [t for b, t in zip(bodies, took, strict=True) if is_book(b)]
+    assert len(books) == 290
+    assert all(books), f"{books.count(False)} OKX book frames fell back to simdjson"
+    # trades, tickers and subscription events are left to simdjson
+    assert not any(t for b, t in zip(bodies, took, strict=True) if not is_book(b))
+
+
+@pytest.mark.corpus
+def test_mutated_okx_messages_decode_identically() -> None:
+    cap = need("okx")
+    bodies = [f.body for f in frames(cap.path)]
+    rnd = random.Random(4242)
+    for body in rnd.sample(bodies, min(300, len(bodies))):
+        for _ in range(6):
+            _, mutated = mutate(rnd, body)
+            check(mutated, "okx")
+
+
+OKX_BOOK = (
+    b'{"arg":{"channel":"books","instId":"BTC-USDT"},"action":"update","data":[{"asks":'
+    b'[["41006.8","0.6","0","3"],["41007.5","0","0","0"]],"bids":[["41006.3","0.04","0","1"]],'
+    b'"ts":"1640995200104","checksum":-1250392421,"prevSeqId":123456,"seqId":123457}]}'
+)
+
+OKX_EDGE_CASES = [
+    OKX_BOOK,
+    OKX_BOOK.replace(b'"action":"update"', b'"action":"snapshot"'),
+    OKX_BOOK.replace(b'"action":"update",', b""),
+    OKX_BOOK.replace(b'"action":"update"', b'"action":"replace"'),
+    OKX_BOOK.replace(b'"channel":"books"', b'"channel":"books5"').replace(
+        b'"action":"update",', b""),
+    OKX_BOOK.replace(b'"channel":"books"', b'"channel":"bbo-tbt"'),
+    OKX_BOOK.replace(b'"channel":"books"', b'"channel":"books-l2-tbt"'),
+    OKX_BOOK.replace(b'"channel":"books"', b'"channel":"trades"'),
+    OKX_BOOK.replace(b'"channel":"books"', b'"channel":"tickers"'),
+    OKX_BOOK.replace(b'"instId":"BTC-USDT"', b'"instId":""'),
+    OKX_BOOK.replace(b',"instId":"BTC-USDT"', b""),
+    OKX_BOOK.replace(b'"ts":"1640995200104"', b'"ts":"01640995200104"'),
+    OKX_BOOK.replace(b'"ts":"1640995200104"', b'"ts":1640995200104'),
+    OKX_BOOK.replace(b'"ts":"1640995200104"', b'"ts":"16409.95"'),
+    OKX_BOOK.replace(b'"ts":"1640995200104"', b'"ts":""'),
+    OKX_BOOK.replace(b'"checksum":-1250392421', b'"checksum":0'),
+    OKX_BOOK.replace(b'"checksum":-1250392421', b'"checksum":4294967296'),
+    OKX_BOOK.replace(b'"checksum":-1250392421', b'"checksum":"-1250392421"'),
+    OKX_BOOK.replace(b'"checksum":-1250392421', b'"checksum":-1.5'),
+    OKX_BOOK.replace(b'"prevSeqId":123456', b'"prevSeqId":-1'),
+    OKX_BOOK.replace(b'"prevSeqId":123456,', b""),
+    OKX_BOOK.replace(b'"seqId":123457', b'"seqId":0123457'),
+    OKX_BOOK.replace(b'"data":[{', b'"data":[{"instId":"BTC-USDT",'),
+    OKX_BOOK.replace(b'}]}', b'},{"asks":[],"bids":[]}]}'),
+    OKX_BOOK.replace(b'"data":[{', b'"data": [{'),
+    OKX_BOOK.replace(b'["41006.3","0.04","0","1"]', b'["4.1e4","0.04","0","1"]'),
+    OKX_BOOK.replace(b'["41006.3","0.04","0","1"]', b'[41006.3,"0.04","0","1"]'),
+    OKX_BOOK.replace(b'"bids":[["41006.3","0.04","0","1"]]', b'"bids":[]'),
+    OKX_BOOK.replace(b'"asks":', b'"asks":[],"asks":'),
+    OKX_BOOK + b" ",
+    OKX_BOOK[:-1],
+    OKX_BOOK.replace(b'{"arg":', b'{"event":"error","arg":'),
+    b'{"arg":{"channel":"books","instId":"BTC-USDT"},"action":"update","data":[]}',
+    b'{"event":"subscribe","arg":{"channel":"books","instId":"BTC-USDT"}}',
+    b'{"data":[{"asks":[],"bids":[],"seqId":1}],"action":"snapshot",'
+    b'"arg":{"instId":"BTC-USDT","channel":"books"}}',
+    b"pong",
+]
+
+
+@pytest.mark.parametrize("frame", OKX_EDGE_CASES, ids=range(len(OKX_EDGE_CASES)))
+def test_okx_edge_cases_decode_identically(frame: bytes) -> None:
+    check(frame, "okx")
+
+
+def test_okx_scanner_takes_the_compact_layout() -> None:
+    assert check(OKX_BOOK, "okx")
+    assert check(OKX_EDGE_CASES[-2], "okx")          # keys in another order
+    assert not check(OKX_BOOK + b" ", "okx")
+    assert not check(OKX_BOOK.replace(b'"channel":"books"', b'"channel":"trades"'), "okx")

@@ -35,7 +35,7 @@ cdef class Decoder:
     cdef int bid_cap
     cdef int ask_cap
     cdef int trade_cap
-    cdef public bint fast          # try the compact-layout scanner first (Binance)
+    cdef public bint fast          # try the compact-layout scanner first (Binance, OKX books)
     cdef readonly long long fast_frames
 
     cdef int decode(self, const char *data, size_t n) noexcept
@@ -48,6 +48,8 @@ cdef class Decoder:
     cdef void _bn_init(self) noexcept
     cdef int _binance_finish(self) noexcept
     cdef int _bn_fast(self, size_t n) noexcept
+    cdef int _okx_fast(self, size_t n) noexcept
+    cdef const char *_okx_fast_item(self, const char *p) noexcept
     cdef const char *_bn_fast_obj(self, const char *p, bint top) noexcept
     cdef const char *_bn_fast_field(self, const char *k, size_t kn, const char *p) noexcept
     cdef int _binance_field(self, const char *k, size_t kn, Value &v) noexcept

@@ -328,6 +328,11 @@ cdef class Decoder:
         # past the end of this one (the level scanner looks ahead into it).
         memset(self.buf + n, 0, PADDING)
         cdef int r
+        if self.venue == VENUE_OKX and self.fast:
+            if self._okx_fast(n):
+                self.fast_frames += 1
+                return ev.kind
+            self._reset_event()
         if self.venue == VENUE_BINANCE and self.fast:
             if self._bn_fast(n):
                 self.fast_frames += 1
@@ -394,7 +399,8 @@ cdef class Decoder:
                     return NULL
                 p += 2
                 while p[0] != b'"':
-                    if p[0] == b'\\' or <uint8_t>p[0] < 0x20:
+                    # plain ASCII only, as in fast_str: simdjson checks the rest
+                    if p[0] == b'\\' or <uint8_t>p[0] < 0x20 or <uint8_t>p[0] >= 0x80:
                         return NULL
                     p += 1
                 p += 1
@@ -601,6 +607,167 @@ cdef class Decoder:
     # fills the event exactly as the simdjson walk above would.  Anything else,
     # including every error, returns 0 and the frame goes to the simdjson
     # path, which decides; tests/test_fastpath.py holds the two paths equal.
+
+    cdef int _okx_fast(self, size_t n) noexcept:
+        """1 if an OKX book frame in the exchange's compact layout was decoded by the
+        scanner, 0 to use simdjson (which decides everything else, errors included):
+        ``{"arg":{"channel":..,"instId":..},"action":..,"data":[{one item}]}`` with
+        keys in any order and no other key."""
+        cdef const char *p = self.buf
+        cdef const char *q
+        cdef const char *k
+        cdef size_t kn
+        cdef int channel = -1
+        cdef int action = 0
+        cdef bint has_data = False
+        cdef Event *ev = &self.ev
+        if p[0] != b'{' or p[1] != b'"':
+            return 0
+        p += 1
+        while True:
+            q = fast_str(p)
+            if q == NULL or q[0] != b':':
+                return 0
+            k = p + 1
+            kn = <size_t>(q - p - 2)
+            p = q + 1
+            if kn == 3 and memcmp(k, b"arg", 3) == 0:
+                if p[0] != b'{' or p[1] != b'"':
+                    return 0
+                p += 1
+                while True:
+                    q = fast_str(p)
+                    if q == NULL or q[0] != b':' or q[1] != b'"':
+                        return 0
+                    k = p + 1
+                    kn = <size_t>(q - p - 2)
+                    p = q + 1
+                    q = fast_str(p)
+                    if q == NULL:
+                        return 0
+                    if kn == 7 and memcmp(k, b"channel", 7) == 0:
+                        kn = <size_t>(q - p - 2)
+                        if ((kn == 5 and memcmp(p + 1, b"books", 5) == 0)
+                                or (kn == 12 and memcmp(p + 1, b"books-l2-tbt", 12) == 0)
+                                or (kn == 14 and memcmp(p + 1, b"books50-l2-tbt", 14) == 0)):
+                            channel = CH_BOOK
+                        elif kn == 6 and memcmp(p + 1, b"books5", 6) == 0:
+                            channel = CH_BOOK_TOP
+                        elif kn == 7 and memcmp(p + 1, b"bbo-tbt", 7) == 0:
+                            channel = CH_BBO
+                        else:
+                            return 0       # trades and the rest: simdjson
+                    elif kn == 6 and memcmp(k, b"instId", 6) == 0:
+                        if q - p <= 2:
+                            return 0
+                        ev.sym = p + 1
+                        ev.sym_len = <int>(q - p - 2)
+                    else:
+                        return 0
+                    p = q
+                    if p[0] == b',' and p[1] == b'"':
+                        p += 1
+                    elif p[0] == b'}':
+                        p += 1
+                        break
+                    else:
+                        return 0
+            elif kn == 6 and memcmp(k, b"action", 6) == 0:
+                q = fast_str(p) if p[0] == b'"' else NULL
+                if q == NULL:
+                    return 0
+                if q - p == 10 and memcmp(p + 1, b"snapshot", 8) == 0:
+                    action = 1
+                elif q - p == 8 and memcmp(p + 1, b"update", 6) == 0:
+                    action = 2
+                else:
+                    return 0
+                p = q
+            elif kn == 4 and memcmp(k, b"data", 4) == 0:
+                if has_data or p[0] != b'[':
+                    return 0
+                p = self._okx_fast_item(p + 1)
+                if p == NULL or p[0] != b']':
+                    return 0
+                p += 1
+                has_data = True
+            else:
+                return 0                   # "event" and anything unexpected
+            if p[0] == b',' and p[1] == b'"':
+                p += 1
+            elif p[0] == b'}':
+                p += 1
+                break
+            else:
+                return 0
+        if p != self.buf + n or not has_data or channel < 0 or ev.sym_len == 0:
+            return 0
+        if channel == CH_BOOK and action == 0:
+            return 0
+        ev.channel = channel
+        ev.kind = EV_DEPTH if channel == CH_BOOK and action == 2 else EV_SNAPSHOT
+        ev.first_seq = ev.seq
+        return 1
+
+    cdef const char *_okx_fast_item(self, const char *p) noexcept:
+        """The one object of an OKX book frame's ``data``; its end, or NULL."""
+        cdef Event *ev = &self.ev
+        cdef const char *q
+        cdef const char *k
+        cdef size_t kn
+        cdef int64_t x
+        cdef int8_t d
+        if p[0] != b'{' or p[1] != b'"':
+            return NULL
+        p += 1
+        while True:
+            q = fast_str(p)
+            if q == NULL or q[0] != b':':
+                return NULL
+            k = p + 1
+            kn = <size_t>(q - p - 2)
+            p = q + 1
+            if kn == 4 and (memcmp(k, b"asks", 4) == 0 or memcmp(k, b"bids", 4) == 0):
+                if p[0] != b'[':
+                    return NULL
+                p = self._scan_levels(p, k[0] == b'b')
+            elif kn == 2 and k[0] == b't' and k[1] == b's':
+                # a quoted integer
+                if p[0] != b'"':
+                    return NULL
+                q = fast_num(p + 1, &x, &d)
+                if q == NULL or d != 0 or q[0] != b'"' or q - p > 19:
+                    return NULL
+                ev.exch_ts = x
+                p = q + 1
+            elif kn == 8 and memcmp(k, b"checksum", 8) == 0:
+                p = fast_int(p, &x)
+                if p == NULL or x < -2147483648 or x > 2147483647:
+                    return NULL
+                ev.checksum = <int32_t>x
+                ev.has_checksum = True
+            elif kn == 5 and memcmp(k, b"seqId", 5) == 0:
+                p = fast_int(p, &x)
+                if p == NULL:
+                    return NULL
+                ev.seq = x
+                ev.has_seq = True
+            elif kn == 9 and memcmp(k, b"prevSeqId", 9) == 0:
+                p = fast_int(p, &x)
+                if p == NULL:
+                    return NULL
+                ev.prev_seq = x
+                ev.has_prev = x >= 0
+            else:
+                return NULL
+            if p == NULL:
+                return NULL
+            if p[0] == b',' and p[1] == b'"':
+                p += 1
+            elif p[0] == b'}':
+                return p + 1
+            else:
+                return NULL
 
     cdef int _bn_fast(self, size_t n) noexcept:
         """1 if the frame was decoded by the scanner, 0 to use simdjson."""
@@ -1029,6 +1196,10 @@ cdef class Decoder:
         t = &self.trade_buf[ev.ntrades]
         t.side = 0
         t.ts = 0
+        t.px = -1
+        t.qty = -1
+        t.pdec = 0
+        t.qdec = 0
         while True:
             r = obj_next(o, &k, &kn, w)
             if r == 0:
@@ -1085,6 +1256,8 @@ cdef class Decoder:
                 ev.sym = p
                 ev.sym_len = <int>n
         if is_trade:
+            if t.px < 0 or t.qty < 0:
+                return self._fail(DE_SHAPE, 0, b"trade (needs tradeId, px and sz)")
             ev.ntrades += 1
         return 0
 
