@@ -50,10 +50,14 @@ ctypedef struct Blk:
 # only while they hold a level, so a wide window costs memory only where the
 # book has levels.  The window follows the best level (re-centred when the
 # best leaves its upper middle part).
+ctypedef packed struct PSlot:
+    int64_t q                 # size (valid when the slot's bit is set)
+    int8_t pdec               # decimals the exchange wrote: price, size
+    int8_t qdec
+
 ctypedef struct Page:
     uint64_t bits             # occupied slots
-    int64_t q[64]
-    int8_t dd[64][2]          # decimals the exchange wrote: [price, size]
+    PSlot s[64]               # 10 bytes each: a slot is (almost always) one cache line
 
 ctypedef struct Side:
     Blk **blk                 # blocks in key order

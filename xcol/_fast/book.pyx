@@ -280,9 +280,9 @@ cdef inline int ladder_put(Side *s, int slot, int64_t qty, int8_t pdec,
         s.n += 1
         if slot > s.ltop:
             s.ltop = slot
-    p.q[j] = qty
-    p.dd[j][0] = pdec
-    p.dd[j][1] = qdec
+    p.s[j].q = qty
+    p.s[j].pdec = pdec
+    p.s[j].qdec = qdec
     return 0
 
 
@@ -519,7 +519,7 @@ cdef inline bint side_best(const Side *s, int64_t *k, int64_t *q) noexcept nogil
         lk = (s.lo + s.ltop) * s.g
         if not found or lk > k[0]:
             k[0] = lk
-            q[0] = s.pages[s.ltop >> 6].q[s.ltop & 63]
+            q[0] = s.pages[s.ltop >> 6].s[s.ltop & 63].q
             found = True
     return found
 
@@ -559,9 +559,9 @@ cdef inline bint walk_pick(const Side *s, Walk *w) noexcept nogil:
             p = s.pages[w.ls >> 6]
             w.in_ladder = True
             w.k = kl
-            w.q = p.q[w.ls & 63]
-            w.pdec = p.dd[w.ls & 63][0]
-            w.qdec = p.dd[w.ls & 63][1]
+            w.q = p.s[w.ls & 63].q
+            w.pdec = p.s[w.ls & 63].pdec
+            w.qdec = p.s[w.ls & 63].qdec
             return True
     if b == NULL:
         return False
@@ -809,7 +809,7 @@ cdef int side_check(const Side *s) noexcept nogil:
             return 6
         for i in range(64):
             if (pg.bits >> i) & 1:
-                if pg.q[i] <= 0:
+                if pg.s[i].q <= 0:
                     return 4
                 lcount += 1
                 top = (pi << 6) + i
@@ -848,7 +848,7 @@ cdef class Book:
         self.qty_scale = qty_scale
         self.max_pending = max_pending
         # books5 / bbo-tbt replace the whole book on every message: no ladder
-        self.ladder = 0 if mode == MODE_SNAPSHOT else 65536
+        self.ladder = 0 if mode == MODE_SNAPSHOT else 16384
         self.grid = 0
         self.state = ST_WAIT_SNAPSHOT
         self.last_seq = -1
