@@ -96,6 +96,27 @@ def test_runtime_defaults(tmp_path: Path) -> None:
     assert EXCHANGES["deribit"].rest == "https://www.deribit.com"
 
 
+@pytest.mark.parametrize(("value", "ok"), [(0, True), (64, True), (16384, True),
+                                           (100, False), (-64, False), (1 << 23, False)])
+def test_book_ladder_is_zero_or_a_multiple_of_64(tmp_path: Path, value: int, ok: bool) -> None:
+    text = MINIMAL + f"\n[runtime]\nbook_ladder = {value}\n"
+    if ok:
+        assert load(tmp_path, text).runtime.book_ladder == value
+    else:
+        with pytest.raises(ConfigError, match=r"runtime\.book_ladder: must be 0 or a multiple"):
+            load(tmp_path, text)
+
+
+def test_collector_gives_its_books_the_configured_ladder(tmp_path: Path) -> None:
+    from xcol.app import Collector
+    cfg = load(tmp_path, MINIMAL + "\n[runtime]\nbook_ladder = 128\n")
+    eng = Collector(cfg).feeds[0].engine
+    assert eng.book_ladder == 128
+    sym = cfg.feeds[0].symbols[0]
+    eng.add_instrument(sym)
+    assert eng.book(sym).ladder == 128
+
+
 def test_examples_are_valid() -> None:
     real = load_config(ROOT / "examples" / "xcol.toml", {})
     assert {f.exchange for f in real.feeds} == {"binance-usdm", "binance-spot", "okx",

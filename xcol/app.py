@@ -113,6 +113,7 @@ class Collector:
             eng = Engine(fc.exchange, rt.max_frame_bytes)
             eng.set_reorder_window(int(rt.reorder_window_ms * 1e6))
             eng.set_top(rt.top_levels, int(rt.top_interval_ms * 1e6))
+            eng.book_ladder = rt.book_ladder
             eng.stage_timing = rt.stage_latency
             fr = FeedRuntime(fc, eng, snapshots=TokenBucket(rt.resync.rate_per_s,
                                                             rt.resync.burst))

@@ -281,6 +281,11 @@ class RuntimeConfig:
     top_interval_ms: float = field(default=100.0, metadata=_meta(
         "at most one \"top\" record per book per interval (0: after every update)",
         _non_negative))
+    book_ladder: int = field(default=16384, metadata=_meta(
+        "price-grid slots per book side kept around the best level (0: sorted blocks "
+        "only; more: faster far updates, more memory)",
+        lambda v: None if v == 0 or (64 <= v <= 1 << 22 and v % 64 == 0)
+        else "must be 0 or a multiple of 64 in [64, 4194304]"))
     max_frame_bytes: int = field(default=16 * 1024 * 1024, metadata=_meta(
         "largest WebSocket frame accepted", _positive))
     gc: GcConfig = field(default_factory=GcConfig)

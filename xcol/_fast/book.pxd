@@ -78,6 +78,8 @@ ctypedef struct Side:
     int npages                # pages allocated (in use)
     int ltop                  # highest occupied slot (-1: none)
     int lwait                 # updates before the window may move again
+    int lgap                  # the wait after a move (doubles when moves come fast)
+    int lsince                # updates since the last move
     int64_t recentres         # window moves
 
 # The best levels of one side as OKX's checksum string writes them ("px:size"),

@@ -751,11 +751,19 @@ cdef inline int64_t _gcd(int64_t a, int64_t b) noexcept nogil:
 
 cdef inline int side_follow(Side *s) noexcept nogil:
     """Re-centre the ladder when the best level has left the upper middle of its
-    window (at most once per ``lw / 1024`` updates of the side, 1 to 64); -1 on
-    no memory."""
+    window; -1 on no memory.
+
+    Moving the window rebuilds the side (tens of microseconds for thousands of
+    levels), so it backs off: after a move it waits ``lgap`` updates of the side
+    (16 at first), and a move that comes soon after the last one doubles that wait
+    (up to 65,536 updates).  A best level that keeps jumping (a stale far level, a
+    crossed book) then costs a rebuild every 65,536 updates at most, while a window
+    that follows a trending price stays cheap."""
     cdef int64_t k, q, slot
     if s.lw == 0:
         return 0
+    if s.lsince < 1 << 30:
+        s.lsince += 1
     if s.lwait > 0:
         s.lwait -= 1
         return 0
@@ -764,7 +772,14 @@ cdef inline int side_follow(Side *s) noexcept nogil:
     slot = grid_index(s, k) - s.lo
     if (s.lw >> 1) <= slot <= s.lw - (s.lw >> 4):
         return 0
-    s.lwait = min(max(s.lw >> 10, 1), 64)
+    if s.lgap < 16:
+        s.lgap = 16
+    elif s.lsince < 64 * s.lgap:
+        s.lgap = min(s.lgap * 2, 65536)
+    else:
+        s.lgap = 16
+    s.lwait = s.lgap
+    s.lsince = 0
     return side_recentre(s, grid_index(s, k) - (s.lw - (s.lw >> 2)), s.lw)
 
 
@@ -1580,6 +1595,7 @@ cdef class Book:
             "bad_numbers": self.bad_numbers, "checksums_checked": self.checksums_checked,
             "checksums_failed": self.checksums_failed,
             "checksums_unchanged": self.checksums_unchanged, "pending": self.npend,
+            "ladder_moves": self.bids.recentres + self.asks.recentres,
             "pending_dropped": self.pending_dropped,
         }
 

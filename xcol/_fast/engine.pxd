@@ -60,6 +60,7 @@ cdef class Engine:
     cdef list books              # list[Book | None], inst * N_CHANNELS + channel
     cdef public int default_price_scale
     cdef public int default_qty_scale
+    cdef public int book_ladder             # ladder slots of new depth books (0: blocks only)
     cdef int last_inst
     cdef int last_result
     cdef int64_t bbo[4]          # last BBO (bid, bid qty, ask, ask qty) at scale

@@ -76,6 +76,7 @@ class Engine:
     @property
     def early_duplicates(self) -> int: ...
     stage_timing: bool
+    book_ladder: int
     @property
     def decode_ns(self) -> HdrHistogram: ...
     @property

@@ -138,6 +138,7 @@ cdef class Engine:
         self.scale_cap = 0
         self.default_price_scale = 8
         self.default_qty_scale = 8
+        self.book_ladder = 16384
         self.last_inst = -1
         self.last_result = 0
         self.ist = NULL
@@ -247,6 +248,8 @@ cdef class Engine:
             mode = MODE_SNAPSHOT
         b = Book(self.symbols[inst], mode, self.scales[2 * inst], self.scales[2 * inst + 1])
         (<Book>b).grid = self.grids[inst]
+        if mode != MODE_SNAPSHOT:
+            (<Book>b).ladder = self.book_ladder
         (<Book>b).reorder_ns = self.reorder_default
         self.books[idx] = b
         return <Book>b
