@@ -139,7 +139,15 @@ class Collector:
         Idempotent; :meth:`start` calls it before any line connects.
         """
         todo = [(i, fr) for i, fr in enumerate(self.feeds) if not fr.scales]
-        found = await asyncio.gather(*(self._fetch_scales(i, fr) for i, fr in todo))
+        # every fetch runs to its end (none is left running unawaited), then the
+        # first error, if any, stops start-up
+        results = await asyncio.gather(*(self._fetch_scales(i, fr) for i, fr in todo),
+                                       return_exceptions=True)
+        found: list[dict[str, tuple[int, int, int]]] = []
+        for res in results:
+            if isinstance(res, BaseException):
+                raise res
+            found.append(res)
         for (_, fr), scales in zip(todo, found, strict=True):
             for sym in fr.cfg.symbols:
                 ps, qs, grid = scales.get(sym, (-1, -1, 0))

@@ -18,7 +18,7 @@ nothing is applied from it until a new snapshot is spliced in.
 """
 
 cimport cython
-from libc.stdint cimport int64_t, int32_t, int8_t, uint8_t, uint32_t, uint64_t
+from libc.stdint cimport int64_t, int32_t, int8_t, uint8_t, uint32_t, uint64_t, INT64_MIN
 from libc.stdio cimport fprintf, stderr
 from libc.stdlib cimport malloc, realloc, free, abort
 from libc.string cimport memmove, memcpy, memset
@@ -200,8 +200,11 @@ cdef void side_free(Side *s) noexcept nogil:
 # The ladder (see book.pxd): slots on the price grid near the best level.
 
 cdef inline int64_t grid_index(const Side *s, int64_t key) noexcept nogil:
-    """The grid index nearest to ``key`` (exact when ``key`` is on the grid)."""
+    """The grid index nearest to ``key`` (exact when ``key`` is on the grid), or
+    INT64_MIN when it would not fit comfortably in an int64 (never on the ladder)."""
     cdef double x = <double>key * s.ginv
+    if x >= 4.0e18 or x <= -4.0e18:
+        return INT64_MIN
     if x >= 0:
         return <int64_t>(x + 0.5)
     return -<int64_t>(0.5 - x)
@@ -213,6 +216,8 @@ cdef inline int ladder_slot(const Side *s, int64_t key) noexcept nogil:
     if s.lw == 0:
         return -1
     idx = grid_index(s, key)
+    if idx == INT64_MIN:
+        return -1
     slot = idx - s.lo
     if slot < 0 or slot >= s.lw or idx * s.g != key:
         return -1
@@ -288,10 +293,12 @@ cdef inline int ladder_put(Side *s, int slot, int64_t qty, int8_t pdec,
 
 cdef int ladder_alloc(Side *s, int w) noexcept nogil:
     """Make the page directory big enough for ``w`` slots; -1 on no memory.
-    Only call it on a side whose ladder is empty."""
+    Only call it on a side whose ladder is empty (a grown directory starts zeroed)."""
     cdef void *p
     cdef int np = w >> 6
     cdef int nw = (np + 63) >> 6
+    if w > s.lcap and s.ln:
+        return -1
     if w > s.lcap:
         p = realloc(s.pages, <size_t>np * sizeof(Page *))
         if p == NULL:
@@ -592,7 +599,9 @@ cdef inline bint walk_next(const Side *s, Walk *w) noexcept nogil:
 
 cdef int side_recentre(Side *s, int64_t lo, int w) noexcept nogil:
     """Move the ladder window to grid index ``lo`` with ``w`` slots (0: no
-    ladder) and redistribute every level; -1 on no memory (side unchanged)."""
+    ladder) and redistribute every level.  -1 on no memory: before anything moved
+    the side is unchanged; later, it holds part of its levels, still consistent,
+    and every caller then drops sync (a snapshot rebuilds it)."""
     cdef Level *tmp = NULL
     cdef int m = 0
     cdef int j, slot
@@ -610,11 +619,10 @@ cdef int side_recentre(Side *s, int64_t lo, int w) noexcept nogil:
             tmp[m].qdec = wk.qdec
             m += 1
             more = walk_next(s, &wk)
-    # (a grown ladder starts zeroed: its levels are all in tmp by now)
+    side_clear(s)                           # every level is in tmp now
     if w and ladder_alloc(s, w) < 0:
         free(tmp)
         return -1
-    side_clear(s)
     s.lw = w
     s.lo = lo
     for j in range(m - 1, -1, -1):          # ascending keys
@@ -627,7 +635,6 @@ cdef int side_recentre(Side *s, int64_t lo, int w) noexcept nogil:
             free(tmp)
             return -1
     free(tmp)
-    s.recentres += 1
     return 0
 
 
@@ -767,7 +774,7 @@ cdef inline int side_follow(Side *s) noexcept nogil:
     if s.lwait > 0:
         s.lwait -= 1
         return 0
-    if not side_best(s, &k, &q):
+    if not side_best(s, &k, &q) or grid_index(s, k) == INT64_MIN:
         return 0
     slot = grid_index(s, k) - s.lo
     if (s.lw >> 1) <= slot <= s.lw - (s.lw >> 4):
@@ -780,6 +787,7 @@ cdef inline int side_follow(Side *s) noexcept nogil:
         s.lgap = 16
     s.lwait = s.lgap
     s.lsince = 0
+    s.recentres += 1
     return side_recentre(s, grid_index(s, k) - (s.lw - (s.lw >> 2)), s.lw)
 
 
@@ -940,7 +948,7 @@ cdef class Book:
             return -1
         if side_load(&self.asks, asks, na, -1) < 0:
             return -1
-        if g <= 0:
+        if g <= 0 and self.ladder > 0:
             # The grid is the gcd of the prices near the best (at most 64 a side);
             # a coarser guess than the real tick only makes the ladder cover less.
             g = 0
@@ -966,7 +974,8 @@ cdef class Book:
         cdef int w = ((self.ladder + 63) // 64) * 64 if self.ladder > 0 else 0
         cdef int64_t k, q
         side.lwait = 0
-        if w == 0 or side.g <= 0 or not side_best(side, &k, &q):
+        if (w == 0 or side.g <= 0 or not side_best(side, &k, &q)
+                or grid_index(side, k) == INT64_MIN):
             return 0                # blocks only (side_load left the ladder off)
         return side_recentre(side, grid_index(side, k) - (w - (w >> 2)), w)
 
