@@ -86,6 +86,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--without", action="append", default=[], metavar="SINK",
                     help="leave this sink out of the all-sinks run (repeatable): to find "
                          "which sink costs latency")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="sets",
+                    help="a config override for both runs, e.g. runtime.book_ladder=0")
     ap.add_argument("--servers-core", type=int, default=1,
                     help="pin the local servers to this core (-1: leave them unpinned)")
     args = ap.parse_args(argv)
@@ -146,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
         req = urllib.request.Request(influx.url + "/query", data=b"q=CREATE DATABASE xcol",
                                      method="POST")
         urllib.request.urlopen(req, timeout=10).read()
-        base = [f"sinks.jsonl.path={t / 'base.jsonl'}"]
+        base = [f"sinks.jsonl.path={t / 'base.jsonl'}", *args.sets]
         everything = [
             f"sinks.jsonl.path={t / 'all.jsonl'}",
             f"sinks.redis.url=redis://127.0.0.1:{redis.port}/0",
@@ -158,6 +160,7 @@ def main(argv: list[str] | None = None) -> int:
         ]
         everything = [x for x in everything
                       if not any(x.startswith(f"sinks.{w}.") for w in args.without)]
+        everything += args.sets
         runs: list[dict[str, Any]] = []
         frames = int(args.rate * (args.seconds + args.warmup + 30))
         for r in range(args.rounds):
@@ -186,6 +189,7 @@ def main(argv: list[str] | None = None) -> int:
            "machine": hotpath.machine(), "collector_core": core,
            "offered_frames_per_s": args.rate, "seconds": args.seconds, "runs": runs,
            "ratio_all_sinks_vs_baseline": ratios, "without": args.without,
+           "overrides": args.sets,
            "target": "code latency within +-10% of the baseline with every sink on"}
     print("median ratio all sinks / baseline: "
           + ", ".join(f"{q} {v:.2f}x" for q, v in ratios.items()))
