@@ -130,19 +130,31 @@ cdef inline void slot_clear(Slot *s) noexcept nogil:
     s.kind = SL_ABSENT
 
 
+cdef inline int opened(int r) except -1:
+    """Raise :class:`_Broken` for simdjson's error code ``r`` of an opening call."""
+    if r != 0:
+        raise _Broken(error_message(r).decode())
+    return 0
+
+
+cdef inline bint more(int r) except -1:
+    """``obj_next``/``arr_next``'s result: True for another item, False at the end;
+    an error raises :class:`_Broken`."""
+    if r < 0:
+        raise _Broken(error_message(-r).decode())
+    return r != 0
+
+
 cdef int fill(Value &v, Slot *s) except -1:
     """Remember ``v``: a string's unescaped content, a bare number's raw text,
     or just its kind.  Containers are left for the parent cursor to skip."""
     cdef const char *p = NULL
     cdef size_t n = 0
-    cdef int r
     val_raw(v, &p, &n)
     if n == 0:
         raise _Broken("empty value")
     if p[0] == b'"':
-        r = val_str(v, &p, &n)
-        if r != 0:
-            raise _Broken(error_message(r).decode())
+        opened(val_str(v, &p, &n))
         s.kind = SL_STR
     elif p[0] == b'-' or b'0' <= p[0] <= b'9':
         while n > 0 and (p[n - 1] == b' ' or p[n - 1] == b'\n' or p[n - 1] == b'\r'
@@ -242,9 +254,7 @@ cdef class _Walk:
         self.cap = n + PADDING
         memcpy(self.buf, data, n)
         memset(self.buf + n, 0, PADDING)
-        r = iterate(self.parser, self.buf, n, self.doc)
-        if r != 0:
-            raise _Broken(error_message(r).decode())
+        opened(iterate(self.parser, self.buf, n, self.doc))
         r = doc_object(self.doc, root)
         if r != 0:
             q = self.buf
@@ -255,12 +265,7 @@ cdef class _Walk:
                     or literal(q, b"null", 4)):
                 raise MetadataError("instrument list is not a JSON object")
             raise _Broken(error_message(r).decode())
-        while True:
-            r = obj_next(root, &key, &klen, v)
-            if r == 0:
-                break
-            if r < 0:
-                raise _Broken(error_message(-r).decode())
+        while more(obj_next(root, &key, &klen, v)):
             if keq(key, klen, b"symbols", 7):
                 if self.want in (MV_AUTO, MV_BINANCE):
                     self._rows(v, MV_BINANCE)
@@ -288,15 +293,8 @@ cdef class _Walk:
         cdef Value w
         cdef const char *key = NULL
         cdef size_t klen = 0
-        cdef int r = val_object(v, c)
-        if r != 0:
-            raise _Broken(error_message(r).decode())
-        while True:
-            r = obj_next(c, &key, &klen, w)
-            if r == 0:
-                return
-            if r < 0:
-                raise _Broken(error_message(-r).decode())
+        opened(val_object(v, c))
+        while more(obj_next(c, &key, &klen, w)):
             if keq(key, klen, b"code", 4):
                 fill(w, &self.code)
             elif keq(key, klen, b"message", 7):
@@ -307,23 +305,15 @@ cdef class _Walk:
         cdef Value row
         cdef Py_ssize_t i = 0
         cdef Py_ssize_t skipped = 0
-        cdef int r
         cdef const char *p = NULL
         cdef size_t n = 0
         val_raw(v, &p, &n)
         if n == 0 or p[0] != b'[':
             return 0            # not a list: judged at the end ("no 'symbols' list")
-        r = val_array(v, arr)
-        if r != 0:
-            raise _Broken(error_message(r).decode())
+        opened(val_array(v, arr))
         out = []
         err = None
-        while True:
-            r = arr_next(arr, row)
-            if r == 0:
-                break
-            if r < 0:
-                raise _Broken(error_message(-r).decode())
+        while more(arr_next(arr, row)):
             if err is None:
                 try:
                     if venue == MV_BINANCE:
@@ -358,7 +348,6 @@ cdef class _Walk:
         cdef const char *key = NULL
         cdef size_t klen = 0
         cdef Py_ssize_t j
-        cdef int r
         cdef int which
         where = f"Binance exchangeInfo: symbols[{i}]"
         slot_clear(&sym)
@@ -369,15 +358,8 @@ cdef class _Walk:
         fill(row, &fval)
         if fval.kind != SL_OTHER or fval.p[0] != b'{':
             raise MetadataError(f"{where} is {slot_repr(&fval)}, not an object")
-        r = val_object(row, obj)
-        if r != 0:
-            raise _Broken(error_message(r).decode())
-        while True:
-            r = obj_next(obj, &key, &klen, v)
-            if r == 0:
-                break
-            if r < 0:
-                raise _Broken(error_message(-r).decode())
+        opened(val_object(row, obj))
+        while more(obj_next(obj, &key, &klen, v)):
             if keq(key, klen, b"symbol", 6):
                 fill(v, &sym)
             elif keq(key, klen, b"contractSize", 12):
@@ -386,33 +368,19 @@ cdef class _Walk:
                 fill(v, &filters)
                 if filters.kind != SL_OTHER or filters.p[0] != b'[':
                     continue
-                r = val_array(v, fa)
-                if r != 0:
-                    raise _Broken(error_message(r).decode())
+                opened(val_array(v, fa))
                 j = 0
-                while True:
-                    r = arr_next(fa, f)
-                    if r == 0:
-                        break
-                    if r < 0:
-                        raise _Broken(error_message(-r).decode())
+                while more(arr_next(fa, f)):
                     fill(f, &fval)
                     j += 1
                     if fval.kind != SL_OTHER or fval.p[0] != b'{':
                         continue        # the reference ignores non-object filters too
-                    r = val_object(f, fo)
-                    if r != 0:
-                        raise _Broken(error_message(r).decode())
+                    opened(val_object(f, fo))
                     slot_clear(&ftype)
                     which = 0           # 1: PRICE_FILTER, 2: LOT_SIZE
                     slot_clear(&ts)
                     slot_clear(&ss)
-                    while True:
-                        r = obj_next(fo, &key, &klen, w)
-                        if r == 0:
-                            break
-                        if r < 0:
-                            raise _Broken(error_message(-r).decode())
+                    while more(obj_next(fo, &key, &klen, w)):
                         if keq(key, klen, b"filterType", 10):
                             fill(w, &ftype)
                         elif keq(key, klen, b"tickSize", 8):
@@ -443,7 +411,6 @@ cdef class _Walk:
         cdef Slot sym, tick, lot, cv, first
         cdef const char *key = NULL
         cdef size_t klen = 0
-        cdef int r
         cdef bint okx = venue == MV_OKX
         where = f"OKX instruments: data[{i}]" if okx else f"Deribit instruments: result[{i}]"
         slot_clear(&sym)
@@ -453,15 +420,8 @@ cdef class _Walk:
         fill(row, &first)
         if first.kind != SL_OTHER or first.p[0] != b'{':
             raise MetadataError(f"{where} is {slot_repr(&first)}, not an object")
-        r = val_object(row, obj)
-        if r != 0:
-            raise _Broken(error_message(r).decode())
-        while True:
-            r = obj_next(obj, &key, &klen, v)
-            if r == 0:
-                break
-            if r < 0:
-                raise _Broken(error_message(-r).decode())
+        opened(val_object(row, obj))
+        while more(obj_next(obj, &key, &klen, v)):
             if okx:
                 if keq(key, klen, b"instId", 6):
                     fill(v, &sym)
