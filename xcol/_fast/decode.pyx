@@ -118,6 +118,31 @@ cdef inline const char *fast_str(const char *p) noexcept nogil:
         p += 1
 
 
+cdef inline const char *fast_key(const char *p, const char **k, size_t *kn) noexcept nogil:
+    """``p`` at a key's opening quote: ``k``/``kn`` get the key's text and the result is
+    where its value starts (past the colon); NULL unless it is a plain ``"key":``."""
+    cdef const char *q = fast_str(p)
+    if q == NULL or q[0] != b':':
+        return NULL
+    k[0] = p + 1
+    kn[0] = <size_t>(q - p - 2)
+    return q + 1
+
+
+cdef inline const char *fast_after(const char *p, bint *more) noexcept nogil:
+    """``p`` just after a member's value: at ``,"`` sets ``more`` and returns the next
+    key's quote; at ``}`` clears ``more`` and returns past the object; else NULL."""
+    if p == NULL:
+        return NULL
+    if p[0] == b',' and p[1] == b'"':
+        more[0] = True
+        return p + 1
+    if p[0] == b'}':
+        more[0] = False
+        return p + 1
+    return NULL
+
+
 cdef inline const char *fast_int(const char *p, int64_t *out) noexcept nogil:
     """A JSON integer of at most 18 digits at ``p``; NULL for anything else
     (a fraction or exponent, a leading zero, more digits)."""
@@ -620,28 +645,25 @@ cdef class Decoder:
         cdef int channel = -1
         cdef int action = 0
         cdef bint has_data = False
+        cdef bint more = True
+        cdef bint more_arg
         cdef Event *ev = &self.ev
         if p[0] != b'{' or p[1] != b'"':
             return 0
         p += 1
-        while True:
-            q = fast_str(p)
-            if q == NULL or q[0] != b':':
+        while more:
+            p = fast_key(p, &k, &kn)
+            if p == NULL:
                 return 0
-            k = p + 1
-            kn = <size_t>(q - p - 2)
-            p = q + 1
             if kn == 3 and memcmp(k, b"arg", 3) == 0:
                 if p[0] != b'{' or p[1] != b'"':
                     return 0
                 p += 1
-                while True:
-                    q = fast_str(p)
-                    if q == NULL or q[0] != b':' or q[1] != b'"':
+                more_arg = True
+                while more_arg:
+                    p = fast_key(p, &k, &kn)
+                    if p == NULL or p[0] != b'"':
                         return 0
-                    k = p + 1
-                    kn = <size_t>(q - p - 2)
-                    p = q + 1
                     q = fast_str(p)
                     if q == NULL:
                         return 0
@@ -664,13 +686,8 @@ cdef class Decoder:
                         ev.sym_len = <int>(q - p - 2)
                     else:
                         return 0
-                    p = q
-                    if p[0] == b',' and p[1] == b'"':
-                        p += 1
-                    elif p[0] == b'}':
-                        p += 1
-                        break
-                    else:
+                    p = fast_after(q, &more_arg)
+                    if p == NULL:
                         return 0
             elif kn == 6 and memcmp(k, b"action", 6) == 0:
                 q = fast_str(p) if p[0] == b'"' else NULL
@@ -693,12 +710,8 @@ cdef class Decoder:
                 has_data = True
             else:
                 return 0                   # "event" and anything unexpected
-            if p[0] == b',' and p[1] == b'"':
-                p += 1
-            elif p[0] == b'}':
-                p += 1
-                break
-            else:
+            p = fast_after(p, &more)
+            if p == NULL:
                 return 0
         if p != self.buf + n or not has_data or channel < 0 or ev.sym_len == 0:
             return 0
@@ -717,16 +730,14 @@ cdef class Decoder:
         cdef size_t kn
         cdef int64_t x
         cdef int8_t d
+        cdef bint more = True
         if p[0] != b'{' or p[1] != b'"':
             return NULL
         p += 1
-        while True:
-            q = fast_str(p)
-            if q == NULL or q[0] != b':':
+        while more:
+            p = fast_key(p, &k, &kn)
+            if p == NULL:
                 return NULL
-            k = p + 1
-            kn = <size_t>(q - p - 2)
-            p = q + 1
             if kn == 4 and (memcmp(k, b"asks", 4) == 0 or memcmp(k, b"bids", 4) == 0):
                 if p[0] != b'[':
                     return NULL
@@ -760,14 +771,10 @@ cdef class Decoder:
                 ev.has_prev = x >= 0
             else:
                 return NULL
+            p = fast_after(p, &more)
             if p == NULL:
                 return NULL
-            if p[0] == b',' and p[1] == b'"':
-                p += 1
-            elif p[0] == b'}':
-                return p + 1
-            else:
-                return NULL
+        return p
 
     cdef int _bn_fast(self, size_t n) noexcept:
         """1 if the frame was decoded by the scanner, 0 to use simdjson."""
@@ -784,16 +791,14 @@ cdef class Decoder:
         cdef const char *k
         cdef size_t kn
         cdef const char *q
+        cdef bint more = True
         if p[0] != b'{' or p[1] != b'"':
             return NULL
         p += 1
-        while True:
-            q = fast_str(p)
-            if q == NULL or q[0] != b':':
+        while more:
+            p = fast_key(p, &k, &kn)
+            if p == NULL:
                 return NULL
-            k = p + 1
-            kn = <size_t>(q - p - 2)
-            p = q + 1
             if top and kn == 4 and memcmp(k, b"data", 4) == 0:
                 p = self._bn_fast_obj(p, False)
             elif top and kn == 6 and memcmp(k, b"stream", 6) == 0:
@@ -809,14 +814,10 @@ cdef class Decoder:
                 return NULL
             else:
                 p = self._bn_fast_field(k, kn, p)
+            p = fast_after(p, &more)
             if p == NULL:
                 return NULL
-            if p[0] == b',' and p[1] == b'"':
-                p += 1
-            elif p[0] == b'}':
-                return p + 1
-            else:
-                return NULL
+        return p
 
     cdef const char *_bn_fast_field(self, const char *k, size_t kn, const char *p) noexcept:
         """Value of key ``k`` at ``p``; the end of the value, or NULL."""
