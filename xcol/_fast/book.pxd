@@ -56,7 +56,6 @@ ctypedef packed struct PSlot:
     int8_t qdec
 
 ctypedef struct Page:
-    uint64_t bits             # occupied slots
     PSlot s[64]               # 10 bytes each: a slot is (almost always) one cache line
 
 ctypedef struct Side:
@@ -67,6 +66,8 @@ ctypedef struct Side:
     int n                     # levels (blocks + ladder)
     Blk *spare                # one cached free block
     Page **pages              # ladder pages (NULL: no level there)
+    uint64_t *lbits           # occupied slots of each page, beside the page pointers so
+                              # that testing a slot does not wait for its page
     uint64_t *pbits           # pages in use, one bit per page
     Page *pspare              # one cached free page
     int64_t lo                # grid index of slot 0

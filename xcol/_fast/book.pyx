@@ -169,6 +169,7 @@ cdef void side_clear(Side *s) noexcept nogil:
             pi = (wi << 6) + 63 - __builtin_clzll(m)
             page_release(s, s.pages[pi])
             s.pages[pi] = NULL
+            s.lbits[pi] = 0
             m &= ~((<uint64_t>1) << (pi & 63))
         s.pbits[wi] = 0
     s.npages = 0
@@ -185,12 +186,14 @@ cdef void side_free(Side *s) noexcept nogil:
     free(s.pspare)
     free(s.pages)
     free(s.pbits)
+    free(s.lbits)
     s.spare = NULL
     s.blk = NULL
     s.first = NULL
     s.pspare = NULL
     s.pages = NULL
     s.pbits = NULL
+    s.lbits = NULL
     s.bcap = 0
     s.lw = 0
     s.lcap = 0
@@ -229,10 +232,8 @@ cdef inline int ladder_below(const Side *s, int slot) noexcept nogil:
     cdef int pi = slot >> 6
     cdef int wi
     cdef uint64_t m = 0
-    cdef Page *p = s.pages[pi]
-    if p != NULL:
-        m = p.bits & (((<uint64_t>1) << (slot & 63)) - 1)
-        if m:
+    m = s.lbits[pi] & (((<uint64_t>1) << (slot & 63)) - 1)
+    if m:
             return (pi << 6) + 63 - __builtin_clzll(m)
     # the next page in use below
     wi = pi >> 6
@@ -243,31 +244,27 @@ cdef inline int ladder_below(const Side *s, int slot) noexcept nogil:
             return -1
         m = s.pbits[wi]
     pi = (wi << 6) + 63 - __builtin_clzll(m)
-    return (pi << 6) + 63 - __builtin_clzll(s.pages[pi].bits)
+    return (pi << 6) + 63 - __builtin_clzll(s.lbits[pi])
 
 
 cdef inline int ladder_put(Side *s, int slot, int64_t qty, int8_t pdec,
                            int8_t qdec) noexcept nogil:
-    """Set (qty > 0) or clear (qty == 0) one ladder slot; -1 on no memory."""
+    """Set (qty > 0) or clear (qty == 0) one ladder slot; -1 on no memory.
+
+    Whether an update sets or deletes is as good as random, so both take the same
+    straight path (bit, counts and slot by arithmetic, no branch on it); only the
+    rare cases branch: a page to allocate or release, the top slot to move down."""
     cdef int pi = slot >> 6
     cdef int j = slot & 63
     cdef uint64_t bit = (<uint64_t>1) << j
+    cdef uint64_t m = s.lbits[pi]
     cdef Page *p = s.pages[pi]
-    if qty == 0:
-        if p == NULL or not (p.bits & bit):
-            return 0              # removing an unknown level is normal
-        p.bits &= ~bit
-        s.ln -= 1
-        s.n -= 1
-        if p.bits == 0:
-            page_release(s, p)
-            s.pages[pi] = NULL
-            s.pbits[pi >> 6] &= ~((<uint64_t>1) << (pi & 63))
-            s.npages -= 1
-        if slot == s.ltop:
-            s.ltop = ladder_below(s, slot)
-        return 0
+    cdef bint is_set = qty != 0
+    cdef uint64_t nm
+    cdef int delta
     if p == NULL:
+        if not is_set:
+            return 0              # removing an unknown level is normal
         p = s.pspare
         if p != NULL:
             s.pspare = NULL
@@ -275,19 +272,26 @@ cdef inline int ladder_put(Side *s, int slot, int64_t qty, int8_t pdec,
             p = <Page *>malloc(sizeof(Page))
             if p == NULL:
                 return -1
-        p.bits = 0
         s.pages[pi] = p
         s.pbits[pi >> 6] |= (<uint64_t>1) << (pi & 63)
         s.npages += 1
-    if not (p.bits & bit):
-        p.bits |= bit
-        s.ln += 1
-        s.n += 1
-        if slot > s.ltop:
-            s.ltop = slot
+    nm = (m & ~bit) | (bit & (<uint64_t>0 - <uint64_t>is_set))
+    delta = <int>is_set - <int>((m >> j) & 1)
+    s.lbits[pi] = nm
+    s.ln += delta
+    s.n += delta
     p.s[j].q = qty
     p.s[j].pdec = pdec
     p.s[j].qdec = qdec
+    if slot > s.ltop and is_set:
+        s.ltop = slot
+    if nm == 0:
+        page_release(s, p)
+        s.pages[pi] = NULL
+        s.pbits[pi >> 6] &= ~((<uint64_t>1) << (pi & 63))
+        s.npages -= 1
+    if slot == s.ltop and not is_set:
+        s.ltop = ladder_below(s, slot)
     return 0
 
 
@@ -308,6 +312,11 @@ cdef int ladder_alloc(Side *s, int w) noexcept nogil:
         if p == NULL:
             return -1
         s.pbits = <uint64_t *>p
+        p = realloc(s.lbits, <size_t>np * sizeof(uint64_t))
+        if p == NULL:
+            return -1
+        s.lbits = <uint64_t *>p
+        memset(s.lbits, 0, <size_t>np * sizeof(uint64_t))
         memset(s.pages, 0, <size_t>np * sizeof(Page *))
         memset(s.pbits, 0, <size_t>nw * sizeof(uint64_t))
         s.lcap = w
@@ -456,7 +465,7 @@ cdef inline bint side_has(const Side *s, int64_t key) noexcept nogil:
     cdef int bi
     cdef int i = ladder_slot(s, key)
     if i >= 0:
-        return s.pages[i >> 6] != NULL and (s.pages[i >> 6].bits >> (i & 63)) & 1
+        return (s.lbits[i >> 6] >> (i & 63)) & 1
     if s.nb == 0:
         return False
     bi = find_blk(s, key, s.nb - 1)
@@ -535,7 +544,7 @@ cdef size_t _side_bytes(const Side *sd) noexcept nogil:
     cdef size_t total = <size_t>sd.nb * sizeof(Blk)
     total += <size_t>sd.bcap * (sizeof(Blk *) + sizeof(int64_t))
     total += <size_t>(sd.npages + (sd.pspare != NULL)) * sizeof(Page)
-    total += <size_t>(sd.lcap >> 6) * sizeof(Page *) + <size_t>((sd.lcap + 4095) >> 12) * 8
+    total += <size_t>(sd.lcap >> 6) * (sizeof(Page *) + 8) + <size_t>((sd.lcap + 4095) >> 12) * 8
     if sd.spare != NULL:
         total += sizeof(Blk)
     return total
@@ -826,12 +835,14 @@ cdef int side_check(const Side *s) noexcept nogil:
         if ((s.pbits[pi >> 6] >> (pi & 63)) & 1) != (pg != NULL):
             return 6
         if pg == NULL:
+            if s.lbits[pi]:
+                return 6
             continue
         npages += 1
-        if pg.bits == 0:
+        if s.lbits[pi] == 0:
             return 6
         for i in range(64):
-            if (pg.bits >> i) & 1:
+            if (s.lbits[pi] >> i) & 1:
                 if pg.s[i].q <= 0:
                     return 4
                 lcount += 1
@@ -911,15 +922,27 @@ cdef class Book:
         return 0
 
     cdef int _apply_levels(self, Level *bids, int nb, Level *asks, int na) noexcept:
-        cdef int i
+        cdef int i, slot
         cdef int hint = self.bids.nb - 1 if self.bids.nb else 0
+        # A level in the ladder is set right here (inlined); only the others go
+        # through side_set, which looks the slot up again and then searches the blocks.
         for i in range(nb):
+            slot = ladder_slot(&self.bids, bids[i].px)
+            if slot >= 0:
+                if ladder_put(&self.bids, slot, bids[i].qty, bids[i].pdec, bids[i].qdec) < 0:
+                    return -1
+                continue
             hint = side_set(&self.bids, bids[i].px, bids[i].qty, bids[i].pdec,
                             bids[i].qdec, hint)
             if hint < 0:
                 return -1
         hint = self.asks.nb - 1 if self.asks.nb else 0
         for i in range(na):
+            slot = ladder_slot(&self.asks, -asks[i].px)
+            if slot >= 0:
+                if ladder_put(&self.asks, slot, asks[i].qty, asks[i].pdec, asks[i].qdec) < 0:
+                    return -1
+                continue
             hint = side_set(&self.asks, -asks[i].px, asks[i].qty, asks[i].pdec,
                             asks[i].qdec, hint)
             if hint < 0:
