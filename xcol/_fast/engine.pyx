@@ -30,7 +30,7 @@ from xcol._fast.book cimport (
 )
 from xcol._fast.event cimport Level, CH_TRADES
 from xcol._fast.hdr cimport HdrHistogram
-from xcol._fast.num cimport to_scale, format_num, NUM_OK
+from xcol._fast.num cimport to_scale, format_num, xcol_copy16, NUM_OK
 from libc.string cimport memcpy, memset, memchr
 
 cdef extern from "string.h" nogil:
@@ -661,21 +661,42 @@ cdef class Engine:
         cdef int i
         cdef int ps = self.scales[2 * inst]
         cdef int qs = self.scales[2 * inst + 1]
+        cdef size_t need
+        cdef char *o
         self._put(b'[', 1)
         for i in range(n):
+            if lv[i].ptxt != NULL and lv[i].qtxt != NULL:
+                # The exchange's own text, copied 16 bytes at a time: it lies in the
+                # decoder's frame buffer, whose padding allows reading past it, and
+                # the output is made room for (the texts plus 32 bytes of slack).
+                need = <size_t>lv[i].plen + lv[i].qlen + 40
+                if self.out_len + need > self.out_cap and self._ensure(need) < 0:
+                    return
+                o = self.out + self.out_len
+                o[0] = b','
+                o += i != 0
+                o[0] = b'['
+                o[1] = b'"'
+                o += 2
+                xcol_copy16(o, lv[i].ptxt, lv[i].plen)
+                o += lv[i].plen
+                o[0] = b'"'
+                o[1] = b','
+                o[2] = b'"'
+                o += 3
+                xcol_copy16(o, lv[i].qtxt, lv[i].qlen)
+                o += lv[i].qlen
+                o[0] = b'"'
+                o[1] = b']'
+                self.out_len = <size_t>(o + 2 - self.out)
+                continue
             if i:
                 self._put(b',["', 3)
             else:
                 self._put(b'["', 2)
-            if lv[i].ptxt != NULL and lv[i].qtxt != NULL:
-                # the exchange's own text: a copy instead of formatting the mantissa
-                self._put(lv[i].ptxt, lv[i].plen)
-                self._put(b'","', 3)
-                self._put(lv[i].qtxt, lv[i].qlen)
-            else:
-                self._put_num(lv[i].px, ps, lv[i].pdec)
-                self._put(b'","', 3)
-                self._put_num(lv[i].qty, qs, lv[i].qdec)
+            self._put_num(lv[i].px, ps, lv[i].pdec)
+            self._put(b'","', 3)
+            self._put_num(lv[i].qty, qs, lv[i].qdec)
             self._put(b'"]', 2)
         self._put(b']', 1)
 
