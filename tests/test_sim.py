@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 import json
+import math
 import re
 import time
 from collections.abc import Awaitable, Callable, Coroutine
@@ -179,6 +180,54 @@ def test_usdm_replay_rest_depth_syncs_the_engine() -> None:
         assert_book_matches(e, inst, sim, "BTCUSDT")
 
     run(with_sim(SimConfig("binance-usdm", source=[str(cap.path)], speed=20), body))
+
+
+def _prices_in(path: Path) -> list[str]:
+    """Every depth and bookTicker price of an hftbacktest-style capture, as written."""
+    out: list[str] = []
+    with gzip.open(path, "rt") as fh:
+        for line in fh:
+            obj = json.loads(line.split(" ", 1)[1])
+            d = obj.get("data", obj)
+            for side in ("b", "a", "bids", "asks"):
+                v = d.get(side)
+                if isinstance(v, list):
+                    out.extend(lv[0] for lv in v)
+                elif isinstance(v, str):
+                    out.append(v)
+    return out
+
+
+@pytest.mark.corpus
+@pytest.mark.parametrize("name,market,rest,symbol", [
+    ("spot", "binance-spot", "/api/v3", "BTCUSDT"),
+    ("coinm", "binance-coinm", "/dapi/v1", "BTCUSD_PERP"),
+    ("usdm", "binance-usdm", "/fapi/v1", "BTCUSDT"),
+])
+def test_replay_exchange_info_tick_is_the_captures_price_step(name: str, market: str,
+                                                                rest: str, symbol: str) -> None:
+    """Without an instrument list the simulator reports as tick the step every price of
+    the capture sits on (BTCUSDT futures: 0.10, though prices are written with two
+    decimals): every price is a multiple of it and of no coarser step."""
+    from decimal import Decimal
+
+    cap = need(name)
+    prices = [Decimal(p) for p in _prices_in(cap.path)]
+    assert len(prices) > 10_000
+
+    async def body(sim: Simulator) -> None:
+        status, info = await http_get(sim.ports[0], f"{rest}/exchangeInfo")
+        assert status == 200
+        tick_text = json.loads(info)["symbols"][0]["filters"][0]["tickSize"]
+        tick = Decimal(tick_text)
+        assert all(p % tick == 0 for p in prices)
+        # no coarser step divides them all
+        assert math.gcd(*(int(p / tick) for p in prices)) == 1, tick_text
+        # written with the capture's decimals, so the scales stay those of the prices
+        assert len(tick_text.partition(".")[2]) == max(
+            len(str(p).partition(".")[2]) for p in prices)
+
+    run(with_sim(SimConfig(market, source=[str(cap.path)], loop=True, speed=0), body))
 
 
 @pytest.mark.corpus

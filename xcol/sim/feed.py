@@ -17,10 +17,11 @@ recorded OKX checksums stay valid.
 from __future__ import annotations
 
 import json
+import math
 import random
 import re
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -157,6 +158,26 @@ def _step_text(decimals: int) -> str:
     return "1" if decimals == 0 else "0." + "0" * (decimals - 1) + "1"
 
 
+def _grid_text(prices: Iterable[str]) -> str:
+    """The price step a capture shows: the largest step (at the capture's finest
+    decimals, written with that many) that every price is a multiple of.  The
+    exchange's tick divides it; a capture without its instrument list gets this as the
+    simulator's tick, where one unit of the last decimal would make the tick ten times
+    finer than BTCUSDT's real 0.10 when prices are written "64012.30"."""
+    texts = [p for p in prices if p]
+    dec = max((_dec_places(p) for p in texts), default=0)
+    g = 0
+    for p in texts:
+        whole, _, frac = p.partition(".")
+        g = math.gcd(g, int(whole + frac.ljust(dec, "0")))
+        if g == 1:
+            break
+    if g == 0:
+        return _step_text(dec)
+    digits = str(g).rjust(dec + 1, "0")
+    return digits[:-dec] + "." + digits[-dec:] if dec else digits
+
+
 class BinanceFeed(Feed):
     """Spot, USD-M and COIN-M depth, bookTicker, trade and aggTrade streams."""
 
@@ -266,10 +287,35 @@ class BinanceReplay(BinanceFeed):
             self.books[inst] = book
             lv = (bids or asks)[0]
             self._zero[inst] = zero_like(lv[1])
-            if inst not in self.meta:
-                self.meta[inst] = {"tick": _step_text(_dec_places(lv[0])),
-                                   "lot": _step_text(_dec_places(lv[1]))}
         self._filter()
+        for inst, (_last_id, bids, asks) in self._snap.items():
+            if inst not in self.meta:
+                lv = (bids or asks)[0]
+                self.meta[inst] = {"tick": _grid_text(self._prices(inst, bids, asks)),
+                                   "lot": _step_text(_dec_places(lv[1]))}
+
+    def _prices(self, inst: str, bids: list[list[Any]], asks: list[list[Any]]) -> Iterator[str]:
+        """Every price of ``inst`` in the capture: its snapshot's, its depth events' and
+        its bookTickers'."""
+        for lv in bids:
+            yield lv[0]
+        for lv in asks:
+            yield lv[0]
+        for _ts, code, name, data in self._recs:
+            if name != inst or code == "t":
+                continue
+            try:
+                d = json.loads(data)
+            except ValueError:
+                continue
+            if code == "d":
+                for lv in d.get("b", ()):
+                    yield str(lv[0])
+                for lv in d.get("a", ()):
+                    yield str(lv[0])
+            else:
+                yield str(d.get("b", ""))
+                yield str(d.get("a", ""))
 
     @staticmethod
     def _split(raw: bytes) -> tuple[str, bytes] | None:
