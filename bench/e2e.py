@@ -1,23 +1,29 @@
 """End-to-end benchmark: simulator in blast mode → WebSocket → collector → sink queue.
 
 The simulator (``xcol sim --blast``, its own process, pinned to core 1) sends the real
-USD-M BTCUSDT depth messages of the corpus capture, pre-framed, with update ids shifted from
-one repetition to the next so the chain keeps holding.  The collector runs in this process,
-pinned to core 0, with the real picows lines, Cython listener, engine, fan-out and one sink
-that discards what it is given (so the numbers stop at the sink queues, as the issue asks).
+USD-M BTCUSDT messages of the corpus capture, pre-framed, with ids shifted from one
+repetition to the next so the chains keep holding: the capture's mix (depth@0ms,
+bookTicker and trades, 7% / 70% / 23% of its messages, in its order; USD-M serves depth and
+bookTicker on ``/public`` and trades on ``/market``, so a line is two connections), and
+depth alone (1.6 KB and ~68 levels a message on average: the hardest case).  The collector
+runs in this process, pinned to core 0, with the real picows lines, Cython listener,
+engine, fan-out and one sink that discards what it is given (so the numbers stop at the
+sink queues, as the issue asks).
 
 Runs, in one invocation so they can be compared side by side:
 
-* ``one_line``: one connection, as fast as the simulator can send.
-* ``two_lines``: two connections carrying the same frames; half of the frames are
-  duplicates the arbiter must recognise and drop.
-* ``fixed_rate``: one connection offered ``--rate`` frames/s (default 100,000); code latency
-  (frame read from the socket → record queued, monotonic clock) percentiles at that load.
+* ``one_line``: the mix on one line, as fast as the simulator can send.
+* ``two_lines``: two lines carrying the same frames; half of the frames are duplicates the
+  arbiter must recognise and drop.
+* ``fixed_rate``: one line offered ``--rate`` frames/s of the mix (default 100,000); code
+  latency (frame read from the socket → record queued, monotonic clock) percentiles at
+  that load.
+* ``depth_only``: the same three runs with only the depth stream.
 * ``cryptofeed``: cryptofeed 2.4.1's ``BinanceFutures`` on one connection against the same
-  simulator, served over ``wss://`` with a self-signed certificate made for the run (the
-  only scheme cryptofeed accepts), in its own process pinned to core 0; it counts L2 book
-  callbacks.  Skipped (``null``) when cryptofeed cannot be imported by
-  ``--cryptofeed-python``.
+  simulator (the mix with L2_BOOK, TICKER and TRADES; then depth alone with L2_BOOK),
+  served over ``wss://`` with a self-signed certificate made for the run (the only scheme
+  cryptofeed accepts), in its own process pinned to core 0; it counts its callbacks.
+  Skipped (``null``) when cryptofeed cannot be imported by ``--cryptofeed-python``.
 
 Throughput is unique updates published per second between the first and the last
 published update (timed by a 1 ms poller), and frames per second over the same interval,
@@ -56,6 +62,8 @@ sys.path.insert(0, str(REPO))
 
 USDM_FILE = Path("binance") / "usdm-btcusdt-20240808.gz"
 SYMBOL = "BTCUSDT"
+MIX = "depth,bbo,trades"    # the capture's mix (feeds.N.channels)
+DEPTH = "depth"
 TARGETS = {
     "one_line_unique_msgs_per_s_min": 1_500_000,
     "two_lines_unique_msgs_per_s_min": 1_000_000,
@@ -190,14 +198,15 @@ def _pcts_us(hist: Any) -> dict[str, float]:
 
 
 async def _collect(port: int, lines: int, warmup: int, idle_s: float,
-                   timeout_s: float) -> dict[str, Any]:
+                   timeout_s: float, channels: str) -> dict[str, Any]:
     from xcol.app import Collector
     from xcol.config import load_config
     from xcol.fanout import QueueSpec
 
     eps = ",".join(f"ws://127.0.0.1:{port + i}" for i in range(lines))
     cfg = load_config(None, env={}, overrides=[
-        "feeds.0.exchange=binance-usdm", f"feeds.0.symbols={SYMBOL}", "feeds.0.channels=depth",
+        "feeds.0.exchange=binance-usdm", f"feeds.0.symbols={SYMBOL}",
+        f"feeds.0.channels={channels}",
         f"feeds.0.endpoints={eps}", f"feeds.0.rest=http://127.0.0.1:{port}", "runtime.http=",
         "runtime.top_levels=0",
     ])
@@ -214,8 +223,10 @@ async def _collect(port: int, lines: int, warmup: int, idle_s: float,
     warm = False
     t_start = time.monotonic()
 
+    line_ids = [ln.line_id for ln in col.feeds[0].lines]   # two connections a line for the mix
+
     def frames() -> int:
-        return sum(int(eng.line_stats(i)["frames"]) for i in range(lines))
+        return sum(int(eng.line_stats(i)["frames"]) for i in line_ids)
 
     while True:
         await asyncio.sleep(0.001)
@@ -256,32 +267,34 @@ async def _collect(port: int, lines: int, warmup: int, idle_s: float,
 
 
 def run_xcol(capture: Path, *, lines: int, frames: int, rate: float = 0.0,
-             warmup: int = 20_000, max_bytes: int = 0) -> dict[str, Any]:
+             warmup: int = 20_000, max_bytes: int = 0, channels: str = MIX) -> dict[str, Any]:
     """One collector run against a fresh simulator."""
     import uvloop
 
     sim = Sim(capture, lines=lines, frames=frames, rate=rate, max_bytes=max_bytes)
     try:
         timeout = 120.0 if not rate else frames / rate + 60
-        res: dict[str, Any] = uvloop.run(_collect(sim.port, lines, warmup, 1.0, timeout))
+        res: dict[str, Any] = uvloop.run(_collect(sim.port, lines, warmup, 1.0, timeout,
+                                                  channels))
     finally:
         sim.close()
     res["offered_frames_per_s_per_line"] = rate or None
     res["max_frame_bytes"] = max_bytes or None
+    res["channels"] = channels
     return res
 
 
 # ---------------------------------------------------------------------------- cryptofeed
 
 
-def cryptofeed_worker(port: int, count: int, timeout_s: float) -> None:
+def cryptofeed_worker(port: int, count: int, timeout_s: float, channels: str) -> None:
     """Run cryptofeed against the simulator; prints one JSON line (child process)."""
     pin(0)
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     import peers
     from cryptofeed import FeedHandler
     from cryptofeed.connection import RestEndpoint, Routes, WebsocketEndpoint
-    from cryptofeed.defines import L2_BOOK
+    from cryptofeed.defines import L2_BOOK, TICKER, TRADES
     from cryptofeed.exchanges import BinanceFutures
 
     info = peers._binance_exchange_info(SYMBOL)
@@ -294,6 +307,7 @@ def cryptofeed_worker(port: int, count: int, timeout_s: float) -> None:
     state = {"n": 0, "t_first": 0.0, "t_last": 0.0}
 
     async def book(_b: Any, _ts: float) -> None:
+        """Every callback (book, ticker, trade) is one message handled."""
         n = state["n"] = state["n"] + 1
         now = time.monotonic()
         if n == 1:
@@ -302,8 +316,9 @@ def cryptofeed_worker(port: int, count: int, timeout_s: float) -> None:
 
     fh = FeedHandler(config={"log": {"filename": os.devnull, "level": "CRITICAL"},
                              "uvloop": True})
-    fh.add_feed(BinanceFutures(symbols=[to_std[SYMBOL]], channels=[L2_BOOK],
-                               callbacks={L2_BOOK: book}))
+    chans = [L2_BOOK, TICKER, TRADES] if channels == MIX else [L2_BOOK]
+    fh.add_feed(BinanceFutures(symbols=[to_std[SYMBOL]], channels=chans,
+                               callbacks={c: book for c in chans}))
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     fh.run(start_loop=False)
@@ -322,12 +337,13 @@ def cryptofeed_worker(port: int, count: int, timeout_s: float) -> None:
 
     loop.run_until_complete(watch())
     n, span = int(state["n"]), state["t_last"] - state["t_first"]
-    print(json.dumps({"book_callbacks": n, "seconds": span,
+    print(json.dumps({"callbacks": n, "channels": chans, "seconds": span,
                       "unique_msgs_per_s": (n - 1) / span if span > 0 else 0.0}), flush=True)
     os._exit(0)  # cryptofeed's connections and tasks need not be torn down politely
 
 
-def run_cryptofeed(capture: Path, python: str, frames: int, tmp: Path) -> dict[str, Any] | None:
+def run_cryptofeed(capture: Path, python: str, frames: int, tmp: Path,
+                   channels: str = MIX) -> dict[str, Any] | None:
     """cryptofeed on one wss:// connection against a TLS simulator, or None."""
     probe = subprocess.run([python, "-c", "import cryptofeed, sys; "
                             "from importlib.metadata import version; print(version('cryptofeed'))"],
@@ -341,7 +357,8 @@ def run_cryptofeed(capture: Path, python: str, frames: int, tmp: Path) -> dict[s
         env = dict(os.environ, SSL_CERT_FILE=str(cert))
         out = subprocess.run(
             [python, str(Path(__file__).resolve()), "--cryptofeed-worker", str(sim.port),
-             "--frames", str(frames)], env=env, capture_output=True, text=True, timeout=900)
+             "--frames", str(frames), "--cryptofeed-channels", channels],
+            env=env, capture_output=True, text=True, timeout=900)
     finally:
         sim.close()
     lines = [ln for ln in out.stdout.splitlines() if ln.startswith("{")]
@@ -379,10 +396,14 @@ def main(argv: list[str] | None = None) -> int:
                     help="also run one and two lines with only the depth messages up to "
                          "BYTES long (the simulator re-chains them; 0: skip)")
     ap.add_argument("--json", metavar="PATH", help="write the results as JSON")
+    ap.add_argument("--no-depth-only", action="store_true",
+                    help="skip the depth-only runs (xcol and cryptofeed)")
     ap.add_argument("--cryptofeed-worker", type=int, metavar="PORT", help=argparse.SUPPRESS)
+    ap.add_argument("--cryptofeed-channels", default=MIX, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.cryptofeed_worker:
-        cryptofeed_worker(args.cryptofeed_worker, args.frames - 1000, 600.0)
+        cryptofeed_worker(args.cryptofeed_worker, args.frames - 1000, 600.0,
+                          args.cryptofeed_channels)
         return 0
 
     capture = corpus_dir() / USDM_FILE
@@ -403,17 +424,25 @@ def main(argv: list[str] | None = None) -> int:
         "pinning": {"collector_core": core, "simulator_core": 1 if core is not None else None},
         "targets": TARGETS,
     }
-    one, two = [], []
-    for r in range(args.rounds):
-        one.append(run_xcol(capture, lines=1, frames=args.frames))
-        two.append(run_xcol(capture, lines=2, frames=args.frames))
-        print(f"round {r + 1}: one line {one[-1]['unique_msgs_per_s']:,.0f} msg/s, "
-              f"two lines {two[-1]['unique_msgs_per_s']:,.0f} msg/s "
-              f"({two[-1]['frames_per_s']:,.0f} frames/s)", file=sys.stderr)
-    fixed = run_xcol(capture, lines=1, frames=int(args.rate * args.rate_seconds),
-                     rate=args.rate, warmup=int(args.rate))
-    xr = {"one_line": _median_run(one), "two_lines": _median_run(two), "fixed_rate": fixed,
-          "code_latency_us": {k: fixed["code_latency_us"][k] for k in ("p50", "p99", "p999")}}
+    def three(channels: str, frames: int) -> dict[str, Any]:
+        one, two = [], []
+        for r in range(args.rounds):
+            one.append(run_xcol(capture, lines=1, frames=frames, channels=channels))
+            two.append(run_xcol(capture, lines=2, frames=frames, channels=channels))
+            print(f"{channels} round {r + 1}: one line {one[-1]['unique_msgs_per_s']:,.0f} "
+                  f"msg/s, two lines {two[-1]['unique_msgs_per_s']:,.0f} msg/s "
+                  f"({two[-1]['frames_per_s']:,.0f} frames/s)", file=sys.stderr)
+        fixed = run_xcol(capture, lines=1, frames=int(args.rate * args.rate_seconds),
+                         rate=args.rate, warmup=int(args.rate), channels=channels)
+        return {"one_line": _median_run(one), "two_lines": _median_run(two),
+                "fixed_rate": fixed,
+                "code_latency_us": {k: fixed["code_latency_us"][k]
+                                    for k in ("p50", "p99", "p999")}}
+
+    # the mix sends ~3x the frames of depth alone in the same time
+    xr = three(MIX, args.frames * 3)
+    if not args.no_depth_only:
+        xr["depth_only"] = three(DEPTH, args.frames)
     if args.small_frames:
         s1 = [run_xcol(capture, lines=1, frames=args.frames * 2, max_bytes=args.small_frames)
               for _ in range(args.rounds)]
@@ -422,14 +451,22 @@ def main(argv: list[str] | None = None) -> int:
         xr["small_frames"] = {"max_bytes": args.small_frames, "one_line": _median_run(s1),
                               "two_lines": _median_run(s2)}
     res["xcol"] = xr
-    cf = None
+    cf = cfd = None
     if not args.no_cryptofeed:
         with tempfile.TemporaryDirectory() as td:
             cf = run_cryptofeed(capture, args.cryptofeed_python, args.cryptofeed_frames,
-                                Path(td))
+                                Path(td), MIX)
+            if not args.no_depth_only:
+                cfd = run_cryptofeed(capture, args.cryptofeed_python,
+                                     args.cryptofeed_frames, Path(td), DEPTH)
     res["cryptofeed"] = cf
     res["ratio_vs_cryptofeed"] = (xr["one_line"]["unique_msgs_per_s"] / cf["unique_msgs_per_s"]
                                   if cf and cf["unique_msgs_per_s"] else None)
+    if cfd:
+        res["cryptofeed_depth_only"] = cfd
+        res["ratio_vs_cryptofeed_depth_only"] = (
+            xr["depth_only"]["one_line"]["unique_msgs_per_s"] / cfd["unique_msgs_per_s"]
+            if cfd["unique_msgs_per_s"] else None)
     print_table(res)
     if args.json:
         Path(args.json).write_text(json.dumps(res, indent=2) + "\n")
@@ -442,11 +479,15 @@ def print_table(res: dict[str, Any]) -> None:
     print(f"\ne2e, {res['machine']['cpu']}, {res['machine']['python']}, {res['date']}")
     print(f"{'run':28} {'unique msg/s':>14} {'frames/s':>12} {'p50 us':>8} {'p99 us':>8} "
           f"{'p99.9 us':>9}")
-    for name in ("one_line", "two_lines", "fixed_rate"):
-        r = x[name]
-        c = r["code_latency_us"]
-        print(f"{'xcol ' + name:28} {r['unique_msgs_per_s']:>14,.0f} {r['frames_per_s']:>12,.0f} "
-              f"{c['p50']:>8.2f} {c['p99']:>8.2f} {c['p999']:>9.2f}")
+    for label, group in (("", x), ("depth ", x.get("depth_only"))):
+        if not group:
+            continue
+        for name in ("one_line", "two_lines", "fixed_rate"):
+            r = group[name]
+            c = r["code_latency_us"]
+            print(f"{'xcol ' + label + name:28} {r['unique_msgs_per_s']:>14,.0f} "
+                  f"{r['frames_per_s']:>12,.0f} "
+                  f"{c['p50']:>8.2f} {c['p99']:>8.2f} {c['p999']:>9.2f}")
     sm = x.get("small_frames")
     if sm:
         for name in ("one_line", "two_lines"):
@@ -458,7 +499,11 @@ def print_table(res: dict[str, Any]) -> None:
     cf = res["cryptofeed"]
     if cf:
         print(f"{'cryptofeed ' + cf['version']:28} {cf['unique_msgs_per_s']:>14,.0f}")
-        print(f"ratio xcol one line / cryptofeed: {res['ratio_vs_cryptofeed']:.1f}x")
+        cfd = res.get("cryptofeed_depth_only")
+        if cfd:
+            print(f"{'cryptofeed depth':28} {cfd['unique_msgs_per_s']:>14,.0f}")
+        print(f"ratio xcol one line / cryptofeed: {res['ratio_vs_cryptofeed']:.1f}x", end="")
+        print(f"; depth only {res['ratio_vs_cryptofeed_depth_only']:.1f}x" if cfd else "")
     else:
         print("cryptofeed: not run")
     rounds = [r for r in (x["one_line"].get("rounds"), x["two_lines"].get("rounds")) if r]

@@ -81,12 +81,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     proto.add_argument("--deribit-min-heartbeat", type=float, default=10.0)
     bl = parser.add_argument_group("blast")
     bl.add_argument("--blast", action="store_true",
-                    help="pre-framed USD-M depth frames as fast as flow control allows")
-    bl.add_argument("--blast-count", type=int, default=0, help="frames per connection (0: all)")
+                    help="pre-framed USD-M frames of the capture as fast as flow control "
+                         "allows: the depth, bookTicker and trade messages a connection "
+                         "subscribes, in the capture's order")
+    bl.add_argument("--blast-count", type=int, default=0,
+                    help="frames per connection (0: unlimited); a connection carrying part of "
+                         "the capture's mix (e.g. /public or /market) takes its share")
     bl.add_argument("--blast-max-bytes", type=int, default=0,
                     help="blast only depth messages up to this size (0: all), re-chained")
     bl.add_argument("--blast-rate", type=float, default=0.0,
-                    help="frames per second per connection (0: as fast as possible)")
+                    help="frames per second per connection, its share of it for part of "
+                         "the capture's mix (0: as fast as possible)")
     net.add_argument("--tls-cert", default=None, help="PEM certificate: serve wss:// and https://")
     net.add_argument("--tls-key", default=None, help="PEM private key for --tls-cert")
     net.add_argument("--timer-spin-ms", type=float, default=1.0,

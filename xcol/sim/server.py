@@ -38,6 +38,7 @@ from picows import (
     ws_create_server,
 )
 
+from xcol.sim.blast import KINDS as BLAST_KINDS
 from xcol.sim.blast import BlastChunks
 from xcol.sim.book import SimBook
 from xcol.sim.feed import (
@@ -127,11 +128,14 @@ class SimConfig:
     :param okx_heartbeat: seconds without a change after which an instrument gets OKX's
         empty update (seqId == prevSeqId); 0 disables.
     :param deribit_min_heartbeat: smallest ``public/set_heartbeat`` interval accepted.
-    :param blast: serve pre-framed USD-M depth frames as fast as flow control allows.
-    :param blast_count: frames per blast connection (0: unlimited).
-    :param blast_max_bytes: blast only messages up to this size (0: all), re-chained.
-    :param blast_rate: frames per second per blast connection (0: as fast as flow control
-        allows); paced in slices of at most 1 ms.
+    :param blast: serve pre-framed USD-M frames as fast as flow control allows: the depth,
+        bookTicker and trade messages of the capture that a connection subscribes, in the
+        capture's order (see :mod:`xcol.sim.blast`).
+    :param blast_count: frames per blast connection (0: unlimited); a connection carrying
+        part of the capture's mix (USD-M ``/public`` or ``/market``) takes that share of it.
+    :param blast_max_bytes: blast only depth messages up to this size (0: all), re-chained.
+    :param blast_rate: frames per second per blast connection, its share of it for part of
+        the mix (0: as fast as flow control allows); paced in slices of at most 1 ms.
     :param tls_cert: PEM certificate chain: serve ``wss://``/``https://`` (with ``tls_key``).
     :param tls_key: PEM private key for ``tls_cert``.
     :param timer_spin_ms: delayed lines wake this early and poll the clock on each event-loop
@@ -327,6 +331,7 @@ class _Session(WSListener):
         self.resumed = asyncio.Event()
         self.resumed.set()
         self.blast_task: asyncio.Task[None] | None = None
+        self.blast_kinds: set[str] = set()
         self.conn_id = f"{random.getrandbits(32):08x}"
         self.closed = False
 
@@ -402,10 +407,11 @@ class _Session(WSListener):
             return True  # a wrong route fails silently, as on the real USD-M endpoints
         name = stream if self.combined else ""
         sim = self.sim
-        if sim.config.blast and key[0] == "depth":
+        if sim.config.blast and key[0] in BLAST_KINDS:
+            # the blast starts after this subscription's other streams are known
+            self.blast_kinds.add(key[0])
             if self.blast_task is None:
-                self.blast_task = asyncio.get_running_loop().create_task(
-                    sim._blast(self, stream))
+                self.blast_task = asyncio.get_running_loop().create_task(sim._blast(self))
             return True
         self.line.push(self._activator(key, name, None), time.monotonic())
         return True
@@ -618,6 +624,7 @@ class Simulator:
                                  "capture (hftbacktest format)")
             self._blast_chunks = BlastChunks(Path(config.source[0]),
                                              max_bytes=config.blast_max_bytes)
+        self._blast_sets: dict[tuple[str, ...], BlastChunks] = {}
         self.spin = max(0.0, config.timer_spin_ms / 1000.0)
         self.lines = [_Line(self, i, lc) for i, lc in enumerate(config.lines or [LineConfig()])]
         self._paused: set[_Session] = set()
@@ -886,47 +893,66 @@ class Simulator:
                     sess.transport.send_ping(str(_now_ms()).encode())
                     ln.stats.pings += 1
 
-    async def _blast(self, sess: _Session, stream: str) -> None:
-        chunks = self._blast_chunks
-        assert chunks is not None
+    def _blast_for(self, kinds: set[str]) -> BlastChunks:
+        """The pre-framed chunk carrying ``kinds`` (built once per set of kinds)."""
+        assert self._blast_chunks is not None
+        key = tuple(k for k in BLAST_KINDS if k in kinds)
+        if key == self._blast_chunks.kinds:
+            return self._blast_chunks
+        got = self._blast_sets.get(key)
+        if got is None:
+            got = BlastChunks(Path(self.config.source[0]),
+                              max_bytes=self.config.blast_max_bytes, kinds=key)
+            self._blast_sets[key] = got
+        return got
+
+    async def _blast(self, sess: _Session) -> None:
+        await asyncio.sleep(0)  # let the subscribe ack (and the other streams) go first
+        chunks = self._blast_for(sess.blast_kinds)
         tr = sess.transport.underlying_transport
         tr.set_write_buffer_limits(high=8 << 20, low=2 << 20)
-        limit = self.config.blast_count
+        # a connection carrying part of the capture's mix takes that part of the count
+        limit = int(round(self.config.blast_count * chunks.share))
+        if self.config.blast_count and limit < 1:
+            limit = 1
         stats = sess.line.stats
-        sent = 0
-        r = 1
         per = chunks.frames_per_chunk
-        await asyncio.sleep(0)  # let the subscribe ack go first
         chunk_bytes = chunks.frame_ends[-1]
-        # One frame, then wait for the client's snapshot request before the flood.
         first = chunks.chunk(1)
-        tr.write(first[:chunks.frame_ends[0]])
-        stats.blast_frames += 1
-        self.blast_frames += 1
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._snapshot_served.wait(), 5.0)
+        # Up to the first depth frame, then wait for the client's snapshot request
+        # before the flood (a connection without depth does not wait).
+        k0 = chunks.first_depth + 1 if chunks.first_depth >= 0 else 1
+        if limit:
+            k0 = min(k0, limit)
+        tr.write(first[:chunks.frame_ends[k0 - 1]])
+        stats.blast_frames += k0
+        self.blast_frames += k0
+        if chunks.first_depth >= 0:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._snapshot_served.wait(), 5.0)
         if self.config.blast_rate > 0:
-            await self._blast_paced(sess, chunks, limit)
+            await self._blast_paced(sess, chunks, limit, k0)
             return
         if limit and limit <= per:
-            tr.write(first[chunks.frame_ends[0]:chunks.frame_ends[limit - 1]])
-            stats.blast_frames += limit - 1
-            self.blast_frames += limit - 1
+            tr.write(first[chunks.frame_ends[k0 - 1]:chunks.frame_ends[limit - 1]])
+            stats.blast_frames += limit - k0
+            self.blast_frames += limit - k0
             return
-        tr.write(first[chunks.frame_ends[0]:])
+        tr.write(first[chunks.frame_ends[k0 - 1]:])
         sent = per
-        stats.blast_frames += per - 1
-        self.blast_frames += per - 1
+        stats.blast_frames += per - k0
+        self.blast_frames += per - k0
         r = 2
         while not sess.closed:
             written = 0
             while written < (4 << 20):  # several small chunks per turn of the loop
                 if limit and sent + per >= limit:
                     k = limit - sent
-                    tr.write(chunks.chunk(r)[: chunks.frame_ends[k - 1]])
-                    sent += k
-                    stats.blast_frames += k
-                    self.blast_frames += k
+                    if k > 0:
+                        tr.write(chunks.chunk(r)[: chunks.frame_ends[k - 1]])
+                        sent += k
+                        stats.blast_frames += k
+                        self.blast_frames += k
                     return
                 tr.writelines(chunks.chunk_parts(r))
                 written += chunk_bytes
@@ -941,17 +967,22 @@ class Simulator:
             else:
                 await asyncio.sleep(0)
 
-    async def _blast_paced(self, sess: _Session, chunks: BlastChunks, limit: int) -> None:
-        """Blast at ``blast_rate`` frames/s: every loop turn (at most 1 ms apart) writes the
-        frames that are due by the clock, in order, across chunk boundaries."""
+    async def _blast_paced(self, sess: _Session, chunks: BlastChunks, limit: int,
+                           k0: int) -> None:
+        """Blast at ``blast_rate`` frames/s (this connection's share of it): every loop
+        turn (at most 1 ms apart) writes the frames that are due by the clock, in order,
+        across chunk boundaries.  The first ``k0`` frames are already sent."""
         tr = sess.transport.underlying_transport
         stats = sess.line.stats
-        rate = self.config.blast_rate
+        rate = self.config.blast_rate * chunks.share
         per = chunks.frames_per_chunk
         ends = chunks.frame_ends
-        r, k = 1, 1            # next frame: repetition r, index k within it (0 is sent)
+        r, k = 1, k0           # next frame: repetition r, index k within it
         cur = chunks.chunk(r)
-        sent = 1
+        sent = k0
+        if k == per:
+            r, k = 2, 0
+            cur = chunks.chunk(r)
         t0 = time.monotonic()
         while not sess.closed and not (limit and sent >= limit):
             due = int((time.monotonic() - t0) * rate)
