@@ -266,6 +266,45 @@ def test_top_records_match_a_book_rebuilt_from_the_deltas() -> None:
 
 @pytest.mark.parametrize("fast", [True, False])
 @pytest.mark.corpus
+def test_bbo_and_trade_records_repeat_the_source(fast: bool) -> None:
+    """Every bookTicker and trade of the capture comes out as a record whose numbers and
+    ids are the source message's, field by field (the record writers against the JSON)."""
+    snap, stream = usdm_stream()
+    e = engine(snap)
+    e.decoder.fast = fast
+    wall = 1_723_161_256_123_456_789
+    src: dict[tuple[str, int], dict[str, object]] = {}
+    for i, f in enumerate(stream[:20_000]):
+        d = json.loads(f)["data"]
+        if d["e"] == "bookTicker":
+            src[("bbo", d["u"])] = d
+        elif d["e"] == "trade":
+            src[("trade", d["t"])] = d
+        e.feed_on(0, f, rx=(i + 1) * MS, rx_wall=wall + i)
+    data, _n = e.take_output()
+    checked = {"bbo": 0, "trade": 0}
+    for line in data.splitlines():
+        r = json.loads(line)
+        if r["type"] == "bbo":
+            d = src.pop(("bbo", r["seq"]))
+            assert (r["bid"], r["bid_qty"], r["ask"], r["ask_qty"]) == (
+                d["b"], d["B"], d["a"], d["A"])
+            assert r["ts_exchange"] == d["E"] and r["symbol"] == d["s"]
+        elif r["type"] == "trade":
+            d = src.pop(("trade", r["id"]))
+            assert (r["price"], r["qty"]) == (d["p"], d["q"])
+            assert r["side"] == ("sell" if d["m"] else "buy")
+            assert r["seq"] == d["t"] and r["ts_exchange"] == d["E"]
+        else:
+            continue
+        assert wall <= r["ts_recv"] < wall + 20_000 and r["line"] == 0
+        checked[r["type"]] += 1
+    # every one was published (a bookTicker older than the latest would not be)
+    assert not src and checked["bbo"] > 10_000 and checked["trade"] > 2_000, checked
+
+
+@pytest.mark.parametrize("fast", [True, False])
+@pytest.mark.corpus
 def test_book_records_carry_the_exchange_text(fast: bool) -> None:
     """Book records repeat each level's price and size exactly as the frame wrote them,
     whether copied from the frame (fast scanner, simdjson) or re-formatted from the

@@ -30,7 +30,7 @@ from xcol._fast.book cimport (
 )
 from xcol._fast.event cimport Level, CH_TRADES
 from xcol._fast.hdr cimport HdrHistogram
-from xcol._fast.num cimport to_scale, format_num, xcol_copy16, NUM_OK
+from xcol._fast.num cimport to_scale, format_num, format_int, xcol_copy16, NUM_OK
 from libc.string cimport memcpy, memset, memchr
 
 cdef extern from "string.h" nogil:
@@ -111,6 +111,20 @@ RESULT_NAMES = {
 }
 
 ERROR_NAMES = ("ok", "json", "shape", "number", "unknown_message", "too_large", "no_memory")
+
+
+# Record writers: each appends at ``o`` (room made beforehand) and returns the new end.
+cdef inline char *w_lit(char *o, const char *s, size_t n) noexcept nogil:
+    memcpy(o, s, n)
+    return o + n
+
+
+cdef inline char *w_int(char *o, int64_t v) noexcept nogil:
+    return o + format_int(v, o)
+
+
+cdef inline char *w_num(char *o, int64_t v, int scale, int dec) noexcept nogil:
+    return o + format_num(v, scale, dec, o)
 
 
 @cython.final
@@ -437,6 +451,7 @@ cdef class Engine:
         cdef Book b
         cdef int64_t w, last
         cdef PyObject *bp
+        cdef char *o
         if line < 0 or line >= MAX_LINES:
             line = MAX_LINES - 1
         L = &self.lines[line]
@@ -491,31 +506,39 @@ cdef class Engine:
                 if self.publish:
                     if r == R_BBO:
                         self._head(b"bbo", inst, line, ev.seq, ev.exch_ts)
-                        self._put(b',"bid":"', 8)
-                        self._put_num(ev.bids[0].px, ev.bids[0].pdec, ev.bids[0].pdec)
-                        self._put(b'","bid_qty":"', 13)
-                        self._put_num(ev.bids[0].qty, ev.bids[0].qdec, ev.bids[0].qdec)
-                        self._put(b'","ask":"', 9)
-                        self._put_num(ev.asks[0].px, ev.asks[0].pdec, ev.asks[0].pdec)
-                        self._put(b'","ask_qty":"', 13)
-                        self._put_num(ev.asks[0].qty, ev.asks[0].qdec, ev.asks[0].qdec)
-                        self._put(b'"}\n', 3)
+                        # four numbers as written (<= 48 bytes each) and the names
+                        if self.out_len + 256 <= self.out_cap or self._ensure(256) == 0:
+                            o = self.out + self.out_len
+                            o = w_lit(o, b',"bid":"', 8)
+                            o = w_num(o, ev.bids[0].px, ev.bids[0].pdec, ev.bids[0].pdec)
+                            o = w_lit(o, b'","bid_qty":"', 13)
+                            o = w_num(o, ev.bids[0].qty, ev.bids[0].qdec, ev.bids[0].qdec)
+                            o = w_lit(o, b'","ask":"', 9)
+                            o = w_num(o, ev.asks[0].px, ev.asks[0].pdec, ev.asks[0].pdec)
+                            o = w_lit(o, b'","ask_qty":"', 13)
+                            o = w_num(o, ev.asks[0].qty, ev.asks[0].qdec, ev.asks[0].qdec)
+                            o = w_lit(o, b'"}\n', 3)
+                            self.out_len = <size_t>(o - self.out)
                     else:
                         for k in range(ev.ntrades):
                             self._head(b"trade", inst, line, ev.seq, ev.exch_ts)
-                            self._put(b',"id":', 6)
-                            self._put_int(ev.trades[k].id)
-                            self._put(b',"price":"', 10)
-                            self._put_num(ev.trades[k].px, ev.trades[k].pdec, ev.trades[k].pdec)
-                            self._put(b'","qty":"', 9)
-                            self._put_num(ev.trades[k].qty, ev.trades[k].qdec,
-                                          ev.trades[k].qdec)
+                            if self.out_len + 192 > self.out_cap and self._ensure(192) < 0:
+                                break
+                            o = self.out + self.out_len
+                            o = w_lit(o, b',"id":', 6)
+                            o = w_int(o, ev.trades[k].id)
+                            o = w_lit(o, b',"price":"', 10)
+                            o = w_num(o, ev.trades[k].px, ev.trades[k].pdec, ev.trades[k].pdec)
+                            o = w_lit(o, b'","qty":"', 9)
+                            o = w_num(o, ev.trades[k].qty, ev.trades[k].qdec,
+                                      ev.trades[k].qdec)
                             if ev.trades[k].side > 0:
-                                self._put(b'","side":"buy"}\n', 16)
+                                o = w_lit(o, b'","side":"buy"}\n', 16)
                             elif ev.trades[k].side < 0:
-                                self._put(b'","side":"sell"}\n', 17)
+                                o = w_lit(o, b'","side":"sell"}\n', 17)
                             else:
-                                self._put(b'","side":null}\n', 15)
+                                o = w_lit(o, b'","side":null}\n', 15)
+                            self.out_len = <size_t>(o - self.out)
                     self._done(units, ev.exch_ts)
                 self.published += units
                 return r
@@ -642,18 +665,25 @@ cdef class Engine:
     cdef void _head(self, const char *kind, int inst, int line, int64_t seq,
                     int64_t exch_ts) noexcept:
         cdef object h = <object>PyList_GET_ITEM(self.heads, inst)
-        self._put(b'{"type":"', 9)
-        self._put(kind, strlen(kind))
-        self._put(b'",', 2)
-        self._put(PyBytes_AS_STRING(h), <size_t>PyBytes_GET_SIZE(h))
-        self._put(b'"seq":', 6)
-        self._put_int(seq)
-        self._put(b',"ts_exchange":', 15)
-        self._put_int(exch_ts)
-        self._put(b',"ts_recv":', 11)
-        self._put_int(self.now_wall)
-        self._put(b',"line":', 8)
-        self._put_int(line)
+        cdef size_t hn = <size_t>PyBytes_GET_SIZE(h)
+        cdef size_t kn = strlen(kind)
+        cdef char *o
+        if self.out_len + hn + kn + 160 > self.out_cap and self._ensure(hn + kn + 160) < 0:
+            return
+        o = self.out + self.out_len
+        o = w_lit(o, b'{"type":"', 9)
+        o = w_lit(o, kind, kn)
+        o = w_lit(o, b'",', 2)
+        o = w_lit(o, PyBytes_AS_STRING(h), hn)
+        o = w_lit(o, b'"seq":', 6)
+        o = w_int(o, seq)
+        o = w_lit(o, b',"ts_exchange":', 15)
+        o = w_int(o, exch_ts)
+        o = w_lit(o, b',"ts_recv":', 11)
+        o = w_int(o, self.now_wall)
+        o = w_lit(o, b',"line":', 8)
+        o = w_int(o, line)
+        self.out_len = <size_t>(o - self.out)
 
     cdef void _levels(self, Event *ev, int inst, bint bids) noexcept:
         cdef Level *lv = ev.bids if bids else ev.asks

@@ -163,6 +163,38 @@ cdef inline int to_scale(int64_t mant, int dec, int scale, int64_t *out) noexcep
     return NUM_OK
 
 
+# Write the integer ``v`` into ``out`` (at least 24 bytes); returns the length.
+# Two digits per division by the constant 100, as in format_num.
+cdef inline int format_int(int64_t v, char *out) noexcept nogil:
+    cdef char tmp[24]
+    cdef uint64_t u, r
+    cdef int start = 24
+    cdef int pos = 0
+    cdef int i
+    if v < 0:
+        out[0] = b'-'
+        pos = 1
+        u = <uint64_t>0 - <uint64_t>v
+    else:
+        u = <uint64_t>v
+    while u >= 100:
+        r = u % 100
+        u = u // 100
+        start -= 2
+        tmp[start] = xcol_digits2[2 * r]
+        tmp[start + 1] = xcol_digits2[2 * r + 1]
+    if u >= 10:
+        start -= 2
+        tmp[start] = xcol_digits2[2 * u]
+        tmp[start + 1] = xcol_digits2[2 * u + 1]
+    else:
+        start -= 1
+        tmp[start] = <char>(48 + u)
+    for i in range(24 - start):
+        out[pos + i] = tmp[start + i]
+    return pos + 24 - start
+
+
 # Write ``v`` (fixed point at ``scale``) with exactly ``dec`` decimals into
 # ``out`` (at least 48 bytes); returns the length.  Decimals beyond the
 # scale are written as zeros.  The digits come from divisions by the constant
