@@ -211,6 +211,10 @@ async def _collect(port: int, lines: int, warmup: int, idle_s: float,
         "runtime.top_levels=0",
     ])
     col = Collector(cfg)
+    # the GC policy `xcol run` applies (runtime.gc: thresholds, freeze after warm-up)
+    from xcol.runtime import apply_gc_policy
+    gc_before = gc.get_threshold()
+    apply_gc_policy(cfg.runtime.gc)
     sink = _null_sink()
     col.fanout.add_sink(sink, QueueSpec(policy="blocking", capacity=1_000_000))
     eng = col.feeds[0].engine
@@ -248,6 +252,8 @@ async def _collect(port: int, lines: int, warmup: int, idle_s: float,
     stats = col.stats()
     report = await col.stop()
     gc.unfreeze()
+    gc.set_threshold(*gc_before)
+    gc.enable()
     span = t_last - t_first
     counters = eng.arbiter_counters()
     return {

@@ -103,6 +103,16 @@ cdef inline const char *fast_num(const char *p, int64_t *out, int8_t *dec) noexc
     return p
 
 
+cdef inline int quoted_num(const char *p, const char *q, int64_t *out,
+                           int8_t *dec) noexcept nogil:
+    """The number in the quoted token ``p``..``q``: by :func:`fast_num` when it is plain
+    digits[.digits], else by the exact ``parse_num`` (same result where both accept)."""
+    cdef const char *e = fast_num(p + 1, out, dec)
+    if e != NULL and e == q - 1:
+        return NUM_OK
+    return parse_num(p, q, out, dec)
+
+
 cdef inline const char *fast_str(const char *p) noexcept nogil:
     """``p`` at an opening quote: the end of a plain ASCII string token, or NULL
     (escapes, control or non-ASCII bytes: the exact slow path decides).  The
@@ -856,11 +866,11 @@ cdef class Decoder:
             if kc == b'b' or kc == b'a':
                 if c == b'"':
                     if kc == b'b':
-                        r = parse_num(p, q, &self.bid_buf[0].px, &self.bid_buf[0].pdec)
+                        r = quoted_num(p, q, &self.bid_buf[0].px, &self.bid_buf[0].pdec)
                         self.bid_buf[0].flag = LV_SET
                         _bn.bbo_b = True
                     else:
-                        r = parse_num(p, q, &self.ask_buf[0].px, &self.ask_buf[0].pdec)
+                        r = quoted_num(p, q, &self.ask_buf[0].px, &self.ask_buf[0].pdec)
                         self.ask_buf[0].flag = LV_SET
                         _bn.bbo_a = True
                     return q if r == NUM_OK else NULL
@@ -875,10 +885,10 @@ cdef class Decoder:
                 if c != b'"':
                     return NULL
                 if kc == b'B':
-                    r = parse_num(p, q, &self.bid_buf[0].qty, &self.bid_buf[0].qdec)
+                    r = quoted_num(p, q, &self.bid_buf[0].qty, &self.bid_buf[0].qdec)
                     _bn.bbo_bq = True
                 else:
-                    r = parse_num(p, q, &self.ask_buf[0].qty, &self.ask_buf[0].qdec)
+                    r = quoted_num(p, q, &self.ask_buf[0].qty, &self.ask_buf[0].qdec)
                     _bn.bbo_aq = True
                 return q if r == NUM_OK else NULL
             if kc == b'e':
@@ -912,10 +922,10 @@ cdef class Decoder:
                 if c != b'"':
                     return NULL
                 if kc == b'p':
-                    r = parse_num(p, q, &t.px, &t.pdec)
+                    r = quoted_num(p, q, &t.px, &t.pdec)
                     _bn.has_p = True
                 else:
-                    r = parse_num(p, q, &t.qty, &t.qdec)
+                    r = quoted_num(p, q, &t.qty, &t.qdec)
                     _bn.has_q = True
                 if r != NUM_OK:
                     return NULL
