@@ -27,6 +27,10 @@ from xcol._fast.includes.simdjson cimport (
     arr_next, val_raw, val_str, val_int64, val_bool, doc_at_end, is_type_error,
 )
 
+cdef extern from "swar.h" nogil:
+    const char *xcol_uint15(const char *p, uint64_t *out)
+
+
 DEFAULT_MAX_FRAME = 16 * 1024 * 1024
 
 _ERR_NAMES = ("ok", "invalid JSON", "unexpected shape", "bad number",
@@ -155,14 +159,20 @@ cdef inline const char *fast_after(const char *p, bint *more) noexcept nogil:
 
 cdef inline const char *fast_int(const char *p, int64_t *out) noexcept nogil:
     """A JSON integer of at most 18 digits at ``p``; NULL for anything else
-    (a fraction or exponent, a leading zero, more digits)."""
+    (a fraction or exponent, a leading zero, more digits).  Up to 15 digits are read
+    eight at a time (``swar.h``); longer ones, and every refusal, by the byte loop."""
     cdef bint neg = p[0] == b'-'
     cdef const char *s
     cdef uint64_t v = 0
     cdef unsigned int c
     if neg:
         p += 1
+    s = xcol_uint15(p, &v)
+    if s != NULL:
+        out[0] = -<int64_t>v if neg else <int64_t>v
+        return s
     s = p
+    v = 0
     c = <unsigned int>(<uint8_t>p[0]) - 48
     while c <= 9:
         v = v * 10 + c

@@ -1,0 +1,69 @@
+/* Reading ASCII digits eight at a time in a 64-bit register (SWAR), for the
+ * decoders' integer fields (Binance's 13- to 16-digit times and update ids).
+ *
+ * A byte loop over a 13-digit number runs a 13-step multiply-add chain and
+ * mispredicts where the digits end; here the count of leading digits comes from
+ * one subtract, one add and a count of trailing zeros, and the value of up to
+ * eight digits from three multiplies.  Loads read 8 bytes at p: the caller's
+ * buffer must be padded (the decoder's frame copy is). */
+#ifndef XCOL_SWAR_H
+#define XCOL_SWAR_H
+#include <stdint.h>
+#include <string.h>
+
+static inline uint64_t xcol_load8(const char *p) {
+    uint64_t v;
+    memcpy(&v, p, 8);
+    return v;
+}
+
+/* v - '0' in every byte, and how many of the first bytes (lowest first) are digits.
+ * A non-digit byte flags itself: its t is above 9, so t or t + 0x76 has the top bit
+ * set; borrows and carries only move to later bytes, past the first flagged one. */
+static inline uint64_t xcol_digit_t(uint64_t v, int *count) {
+    const uint64_t t = v - 0x3030303030303030ULL;
+    const uint64_t bad = (t | (t + 0x7676767676767676ULL)) & 0x8080808080808080ULL;
+    *count = bad ? (__builtin_ctzll(bad) >> 3) : 8;
+    return t;
+}
+
+/* The value of the first n (1..8) digits of t (from xcol_digit_t). */
+static inline uint64_t xcol_digits_value(uint64_t t, int n) {
+    t <<= 8 * (8 - n);  /* the n digits to the top bytes, zeros (leading) below */
+    t = t * 10 + (t >> 8);
+    t = (((t & 0x000000FF000000FFULL) * (100 + (1000000ULL << 32))) +
+         (((t >> 16) & 0x000000FF000000FFULL) * (1 + (10000ULL << 32)))) >> 32;
+    return t;
+}
+
+/* A JSON integer of 1..15 digits without a leading zero at p (p[0] a digit): its
+ * end, or 0 when it has more digits or is followed by '.', 'e' or 'E' (the caller
+ * then uses its exact loop).  Writes the value to *out. */
+static inline const char *xcol_uint15(const char *p, uint64_t *out) {
+    int n1, n2;
+    const uint64_t t1 = xcol_digit_t(xcol_load8(p), &n1);
+    uint64_t v;
+    const char *e;
+    if (n1 < 8) {
+        if (n1 == 0)
+            return 0;
+        v = xcol_digits_value(t1, n1);
+        e = p + n1;
+    } else {
+        const uint64_t t2 = xcol_digit_t(xcol_load8(p + 8), &n2);
+        if (n2 == 8)
+            return 0;
+        v = xcol_digits_value(t1, 8);
+        if (n2) {
+            static const uint64_t pow10[8] = {1, 10, 100, 1000, 10000, 100000, 1000000,
+                                              10000000};
+            v = v * pow10[n2] + xcol_digits_value(t2, n2);
+        }
+        e = p + 8 + n2;
+    }
+    if ((p[0] == '0' && e - p > 1) || e[0] == '.' || e[0] == 'e' || e[0] == 'E')
+        return 0;
+    *out = v;
+    return e;
+}
+#endif
