@@ -848,6 +848,41 @@ cdef class Decoder:
         cdef char c = p[0]
         cdef char kc = k[0]
         cdef int r
+        cdef int64_t *num_out = NULL
+        cdef int8_t *dec_out = NULL
+        if c == b'"' and kn == 1:
+            # A quoted number (bookTicker b/B/a/A, trade p/q): read in one pass by
+            # fast_num when plain; anything else takes the general path below.
+            if kc == b'b':
+                num_out, dec_out = &self.bid_buf[0].px, &self.bid_buf[0].pdec
+            elif kc == b'a':
+                num_out, dec_out = &self.ask_buf[0].px, &self.ask_buf[0].pdec
+            elif kc == b'B':
+                num_out, dec_out = &self.bid_buf[0].qty, &self.bid_buf[0].qdec
+            elif kc == b'A':
+                num_out, dec_out = &self.ask_buf[0].qty, &self.ask_buf[0].qdec
+            elif kc == b'p':
+                num_out, dec_out = &t.px, &t.pdec
+            elif kc == b'q':
+                num_out, dec_out = &t.qty, &t.qdec
+            if num_out != NULL:
+                q = fast_num(p + 1, num_out, dec_out)
+                if q != NULL and q[0] == b'"':
+                    if kc == b'b':
+                        self.bid_buf[0].flag = LV_SET
+                        _bn.bbo_b = True
+                    elif kc == b'a':
+                        self.ask_buf[0].flag = LV_SET
+                        _bn.bbo_a = True
+                    elif kc == b'B':
+                        _bn.bbo_bq = True
+                    elif kc == b'A':
+                        _bn.bbo_aq = True
+                    elif kc == b'p':
+                        _bn.has_p = True
+                    else:
+                        _bn.has_q = True
+                    return q + 1
         # the value's extent and type
         if c == b'"':
             q = fast_str(p)
