@@ -29,6 +29,7 @@ from xcol._fast.includes.simdjson cimport (
 
 cdef extern from "swar.h" nogil:
     const char *xcol_uint15(const char *p, uint64_t *out)
+    const char *xcol_str16(const char *p)
 
 
 DEFAULT_MAX_FRAME = 16 * 1024 * 1024
@@ -824,7 +825,7 @@ cdef class Decoder:
             elif top and kn == 6 and memcmp(k, b"stream", 6) == 0:
                 if p[0] != b'"':
                     return NULL
-                q = fast_str(p)
+                q = xcol_str16(p)
                 if q == NULL:
                     return NULL
                 _bn.stream_kind = stream_kind(p + 1, <size_t>(q - p - 2))
@@ -885,7 +886,7 @@ cdef class Decoder:
                     return q + 1
         # the value's extent and type
         if c == b'"':
-            q = fast_str(p)
+            q = xcol_str16(p)
         elif c == b'-' or (c >= b'0' and c <= b'9'):
             q = fast_int(p, &x)
         elif c == b't' and memcmp(p, b"true", 4) == 0:

@@ -66,4 +66,33 @@ static inline const char *xcol_uint15(const char *p, uint64_t *out) {
     *out = v;
     return e;
 }
+
+#if defined(__SSE2__)
+#include <emmintrin.h>
+/* p at an opening quote: the byte after the closing quote, or 0 when an escape, a
+ * control or a non-ASCII byte comes first (the exact path decides those), 16 bytes a
+ * step.  The zeroed padding after the frame stops it (a zero byte is a control). */
+static inline const char *xcol_str16(const char *p) {
+    const __m128i quote = _mm_set1_epi8('"');
+    const __m128i slash = _mm_set1_epi8('\\');
+    const __m128i space = _mm_set1_epi8(0x20);
+    p += 1;
+    for (;;) {
+        const __m128i v = _mm_loadu_si128((const __m128i *)p);
+        const unsigned q = (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(v, quote));
+        /* signed: bytes >= 0x80 are negative, so below 0x20 too */
+        const unsigned bad = (unsigned)_mm_movemask_epi8(
+            _mm_or_si128(_mm_cmpeq_epi8(v, slash), _mm_cmpgt_epi8(space, v)));
+        if (q) {
+            const unsigned at = (unsigned)__builtin_ctz(q);
+            if (bad & ((1u << at) - 1u))
+                return 0;
+            return p + at + 1;
+        }
+        if (bad)
+            return 0;
+        p += 16;
+    }
+}
+#endif
 #endif
