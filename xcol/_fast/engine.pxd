@@ -108,7 +108,7 @@ cdef class Engine:
     cdef readonly int64_t published       # records written to the output
     cdef readonly int64_t duplicates      # later copies dropped
     cdef readonly int64_t early_duplicates  # of which recognised from the header alone
-    cdef bint multi_line                  # a frame arrived on a line other than 0
+    cdef unsigned int depth_lines         # bit per line that delivered a depth update
     cdef readonly int64_t unsynced        # updates absorbed while a book (re)syncs
     cdef readonly int64_t stream_gaps     # holes no line filled (post-merge)
 

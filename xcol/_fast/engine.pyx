@@ -460,9 +460,9 @@ cdef class Engine:
         self.now = rx
         self.now_wall = rx_wall
         self.cur_line = line
-        if line:
-            self.multi_line = True
-        if self.multi_line and self.venue == VENUE_BINANCE:
+        # Recognising a later copy from its header only pays when a second line
+        # carries depth (USD-M's /market line, trades only, does not count).
+        if self.depth_lines & (self.depth_lines - 1) and self.venue == VENUE_BINANCE:
             r = self._peek_dup(line, data, n, rx)
             if r:
                 return r
@@ -551,6 +551,7 @@ cdef class Engine:
         self.received += 1
         # this line's own continuity, before merging
         if ev.kind == EV_DEPTH and ev.has_seq:
+            self.depth_lines |= 1u << line
             st = &self.ist[inst]
             last = st.line_seq[line]
             if last >= 0 and ev.seq > last:
@@ -986,4 +987,27 @@ cdef class Engine:
                 self.feed_ptr(<const char *>f, len(f))
             t1 = mono_ns()
             out[i] = t1 - t0
+        return n
+
+    def time_lines(self, list frames, list lines, int64_t[:] out) -> int:
+        """Feed each frame on its line as a listener does (arbitration, books, records
+        encoded; the receive clocks read per frame), writing each one's monotonic ns to
+        ``out``.  The records are discarded whenever they pass 1 MB (benchmarks)."""
+        cdef Py_ssize_t i, n = len(frames)
+        cdef int64_t t0, t1
+        cdef int64_t wall_off = wall_ns() - mono_ns()
+        cdef bytes f
+        if out.shape[0] < n or len(lines) < n:
+            raise ValueError("out or lines is shorter than frames")
+        cdef int ln
+        for i in range(n):
+            f = <bytes>PyList_GET_ITEM(frames, i)
+            ln = <object>PyList_GET_ITEM(lines, i)
+            t0 = mono_ns()
+            self.feed_line(ln, <const char *>f, len(f), t0, t0 + wall_off)
+            t1 = mono_ns()
+            out[i] = t1 - t0
+            if self.out_len > 1 << 20:
+                self.out_len = 0
+                self.out_records = 0
         return n
