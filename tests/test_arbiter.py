@@ -372,3 +372,15 @@ def test_trades_published_once_in_any_arrival_order(ids: list[int], lines: list[
     assert got == want
     c = e.arbiter_counters()
     assert c["received"] == c["published"] + c["duplicates"] == len(ids)
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.one_of(st.integers(-(2**63), 2**63 - 1),
+                 st.integers(-(10**9), 10**9),
+                 st.sampled_from([0, 9, 10, 99, 100, 10**8 - 1, 10**8, 10**8 + 1, 10**16 - 1,
+                                  10**16, 10**16 + 7, -(2**63), 2**63 - 1, -1, -(10**8)])))
+def test_record_integers_match_str(v: int) -> None:
+    """The records' integer writer (8-digit pieces) writes what ``str`` writes."""
+    from xcol._fast.engine import _format_int
+
+    assert _format_int(v) == str(v).encode()

@@ -120,7 +120,7 @@ cdef class Engine:
     cdef void _put(self, const char *s, size_t n) noexcept
     cdef void _put_int(self, int64_t v) noexcept
     cdef void _put_num(self, int64_t v, int scale, int dec) noexcept
-    cdef void _head(self, const char *kind, int inst, int line, int64_t seq,
+    cdef void _head(self, int kind, int inst, int line, int64_t seq,
                     int64_t exch_ts) noexcept
     cdef void _levels(self, Event *ev, int inst, bint bids) noexcept
     cdef void _enc_book(self, Event *ev, int inst, int line, Book b) noexcept

@@ -113,6 +113,24 @@ RESULT_NAMES = {
 ERROR_NAMES = ("ok", "json", "shape", "number", "unknown_message", "too_large", "no_memory")
 
 
+def _format_int(int64_t v) -> bytes:
+    """The record writers' integer text (tests compare it with ``str``)."""
+    cdef char buf[32]
+    return buf[:format_int(v, buf)]
+
+
+# Record kinds, in the order of their openings in Engine.heads.
+cdef enum:
+    HK_BOOK = 0
+    HK_SNAPSHOT = 1
+    HK_TOP = 2
+    HK_BBO = 3
+    HK_TRADE = 4
+    N_HEAD_KINDS = 5
+
+_HEAD_KINDS = ("book", "snapshot", "top", "bbo", "trade")
+
+
 # Record writers: each appends at ``o`` (room made beforehand) and returns the new end.
 cdef inline char *w_lit(char *o, const char *s, size_t n) noexcept nogil:
     memcpy(o, s, n)
@@ -224,8 +242,10 @@ cdef class Engine:
         self.syms.add(b, len(b), i)
         self.symbols.append(symbol)
         self.grids.append(grid if grid > 0 else 0)
-        self.heads.append(
-            ('"exchange":"%s","symbol":"%s",' % (self.market, symbol)).encode())
+        # every record's opening up to its sequence number, one per record kind
+        for kind in _HEAD_KINDS:
+            self.heads.append(('{"type":"%s","exchange":"%s","symbol":"%s","seq":'
+                               % (kind, self.market, symbol)).encode())
         self.books.extend([None] * N_CHANNELS)
         self.ninst += 1
         return i
@@ -505,7 +525,7 @@ cdef class Engine:
                 L.wins += 1
                 if self.publish:
                     if r == R_BBO:
-                        self._head(b"bbo", inst, line, ev.seq, ev.exch_ts)
+                        self._head(HK_BBO, inst, line, ev.seq, ev.exch_ts)
                         # four numbers as written (<= 48 bytes each) and the names
                         if self.out_len + 256 <= self.out_cap or self._ensure(256) == 0:
                             o = self.out + self.out_len
@@ -521,7 +541,7 @@ cdef class Engine:
                             self.out_len = <size_t>(o - self.out)
                     else:
                         for k in range(ev.ntrades):
-                            self._head(b"trade", inst, line, ev.seq, ev.exch_ts)
+                            self._head(HK_TRADE, inst, line, ev.seq, ev.exch_ts)
                             if self.out_len + 192 > self.out_cap and self._ensure(192) < 0:
                                 break
                             o = self.out + self.out_len
@@ -663,20 +683,16 @@ cdef class Engine:
         if self._ensure(48) == 0:
             self.out_len += <size_t>format_num(v, scale, dec, self.out + self.out_len)
 
-    cdef void _head(self, const char *kind, int inst, int line, int64_t seq,
+    cdef void _head(self, int kind, int inst, int line, int64_t seq,
                     int64_t exch_ts) noexcept:
-        cdef object h = <object>PyList_GET_ITEM(self.heads, inst)
+        """A record's opening (see _HEAD_KINDS), its sequence number and times."""
+        cdef object h = <object>PyList_GET_ITEM(self.heads, inst * N_HEAD_KINDS + kind)
         cdef size_t hn = <size_t>PyBytes_GET_SIZE(h)
-        cdef size_t kn = strlen(kind)
         cdef char *o
-        if self.out_len + hn + kn + 160 > self.out_cap and self._ensure(hn + kn + 160) < 0:
+        if self.out_len + hn + 128 > self.out_cap and self._ensure(hn + 128) < 0:
             return
         o = self.out + self.out_len
-        o = w_lit(o, b'{"type":"', 9)
-        o = w_lit(o, kind, kn)
-        o = w_lit(o, b'",', 2)
         o = w_lit(o, PyBytes_AS_STRING(h), hn)
-        o = w_lit(o, b'"seq":', 6)
         o = w_int(o, seq)
         o = w_lit(o, b',"ts_exchange":', 15)
         o = w_int(o, exch_ts)
@@ -732,7 +748,7 @@ cdef class Engine:
         self._put(b']', 1)
 
     cdef void _enc_book(self, Event *ev, int inst, int line, Book b) noexcept:
-        self._head(b"book", inst, line, ev.seq, ev.exch_ts)
+        self._head(HK_BOOK, inst, line, ev.seq, ev.exch_ts)
         if ev.has_prev:
             self._put(b',"prev_seq":', 12)
             self._put_int(ev.prev_seq)
@@ -754,7 +770,7 @@ cdef class Engine:
         tmp.asks = lv + nb
         tmp.nbids = b.export_levels(True, lv, nb)
         tmp.nasks = b.export_levels(False, lv + nb, na)
-        self._head(b"snapshot", inst, line, b.last_seq, b.exch_ts)
+        self._head(HK_SNAPSHOT, inst, line, b.last_seq, b.exch_ts)
         self._put(b',"bids":', 8)
         self._levels(&tmp, inst, True)
         self._put(b',"asks":', 8)
@@ -778,7 +794,7 @@ cdef class Engine:
         tmp.asks = self.top_buf + self.top_n
         tmp.nbids = b.export_levels(True, tmp.bids, self.top_n)
         tmp.nasks = b.export_levels(False, tmp.asks, self.top_n)
-        self._head(b"top", inst, line, b.last_seq, b.exch_ts)
+        self._head(HK_TOP, inst, line, b.last_seq, b.exch_ts)
         self._put(b',"bids":', 8)
         self._levels(&tmp, inst, True)
         self._put(b',"asks":', 8)
