@@ -95,11 +95,12 @@ cdef class Engine:
     cdef readonly HdrHistogram encode_ns   # applied -> record queued, ns
     cdef int64_t t_decoded
     cdef int64_t t_book
+    cdef int64_t t_end           # when the last frame's records were queued (0: not timed)
     cdef public bint publish                # encode records (else only count)
     cdef readonly int top_n                 # levels per side in "top" records (0: none)
     cdef readonly int64_t top_interval_ns   # at most one "top" per book per interval
     cdef Level *top_buf                     # 2 * top_n levels
-    cdef list heads              # bytes per instrument: '"exchange":..,"symbol":..,'
+    cdef list heads              # bytes per instrument and record kind: '{"type":..,"seq":'
     cdef char *out
     cdef size_t out_len
     cdef size_t out_cap

@@ -477,6 +477,7 @@ cdef class Engine:
         L = &self.lines[line]
         L.frames += 1
         L.last_rx = rx
+        self.t_end = 0
         self.now = rx
         self.now_wall = rx_wall
         self.cur_line = line
@@ -823,6 +824,7 @@ cdef class Engine:
     cdef void _done(self, int n, int64_t exch_ts) noexcept:
         """``n`` records of one update are complete: count them and time them."""
         cdef int64_t t = mono_ns()
+        self.t_end = t
         self.out_records += n
         self.code_ns.record(t - self.now)
         if self.stage_timing and self.t_decoded >= self.now:

@@ -72,9 +72,14 @@ cdef class FeedListener(WSListener):
             self.on_event(self.line, "disconnected")
 
     cpdef on_ws_frame(self, WSTransport transport, WSFrame frame):
-        cdef int64_t rx = mono_ns()
+        cdef int64_t rx
         cdef int r
         cdef WSMsgType t = frame.msg_type
+        # A frame of the same socket read as the last one starts when the last one's
+        # records were queued (the engine read the clock there): one clock read per
+        # frame.  That start is earlier than this call, so the latency includes picows
+        # cutting this frame out of the buffer.
+        rx = self.engine.t_end if not self.new_read and self.engine.t_end else mono_ns()
         self.last_rx = rx
         if self.new_read:
             # The frames of one socket read arrived together: the wall clock is read
