@@ -308,3 +308,19 @@ def test_every_key_is_documented() -> None:
             if dataclasses.is_dataclass(hints[f.name]) and hints[f.name] is not HostPort:
                 continue
             assert f"`{prefix}{f.name}`" in doc, f"{prefix}{f.name} missing from the docs"
+
+
+def test_dotted_librdkafka_properties_from_the_file_the_environment_and_set(
+        tmp_path: Path) -> None:
+    """librdkafka property names hold dots: a file's dotted keys, ``--set`` paths and
+    ``XCOL_`` variables all reach the same property name."""
+    text = MINIMAL + '[sinks.kafka]\nbootstrap = "127.0.0.1:9092"\n' \
+        '[sinks.kafka.properties]\nlinger.ms = 7\n"batch.size" = 1000\n'
+    cfg = load(tmp_path, text,
+               env={"XCOL_SINKS__KAFKA__PROPERTIES__QUEUE__BUFFERING__MAX__MESSAGES": "99"},
+               overrides=["sinks.kafka.properties.compression.type=zstd",
+                          "sinks.kafka.properties.linger.ms=5"])
+    assert cfg.sinks.kafka is not None
+    assert cfg.sinks.kafka.properties == {
+        "linger.ms": "5", "batch.size": "1000", "compression.type": "zstd",
+        "queue.buffering.max.messages": "99"}
