@@ -513,3 +513,60 @@ def test_spool_survives_restart_while_s3_is_down(tmp_path: Path, aws: None) -> N
         assert {o["Key"]: o["Size"] for o in listed} == sizes
         assert sink2.stats()["uploads_ok"] == 9
         assert not files(root, "*.parquet")
+
+
+@needs_moto
+def test_moto_killed_mid_upload_then_back(tmp_path: Path, aws: None) -> None:
+    """S3 dies (SIGKILL) in the middle of a multipart upload: the failure is counted, the
+    file stays in the spool, and once a server is back the same sink uploads it whole."""
+    from xcol.sinks.parquet import _Spool
+
+    mib = 1024 * 1024
+    port = free_port()
+    root = tmp_path / "pq"
+    big = root / "x" / "big.parquet"
+    big.parent.mkdir(parents=True)
+    data = os.urandom(80 * mib)
+    big.write_bytes(data)
+    _Spool(root).add("x/big.parquet", len(data), 0)
+    sink = ParquetSink(root, s3_bucket="xcol-archive", s3_endpoint=f"http://127.0.0.1:{port}",
+                       multipart_threshold=5 * mib, multipart_chunk=5 * mib,
+                       s3_backoff=Backoff(0.05, 0.3), s3_close_timeout_s=60.0)
+    first = MotoS3(port)
+    first.start()
+    second = MotoS3(port)
+    try:
+        client = first.client()
+        client.create_bucket(Bucket="xcol-archive")
+
+        async def main() -> None:
+            await sink.open()
+            await _wait(lambda: bool(client.list_multipart_uploads(
+                Bucket="xcol-archive").get("Uploads")))
+            assert first.proc is not None
+            first.proc.kill()  # no goodbye: connections reset mid-part
+            first.proc.wait()
+            await _wait(lambda: sink.stats()["uploads_failed"] >= 1)
+            st = sink.stats()
+            assert st["uploads_ok"] == 0 and st["uploads_pending"] == 1
+            assert big.exists() and not sink.healthy
+            second.start()  # a fresh, empty server on the same port
+            second.client().create_bucket(Bucket="xcol-archive")
+            await _wait(lambda: sink.stats()["uploads_pending"] == 0, timeout=60)
+            assert sink.healthy
+            await sink.close()
+
+        asyncio.run(main())
+        st = sink.stats()
+        assert st["uploads_ok"] == 1 and st["uploads_failed"] >= 1
+        assert not big.exists()  # keep_local off: removed once verified
+        c2 = second.client()
+        head = c2.head_object(Bucket="xcol-archive", Key="x/big.parquet")
+        assert head["ContentLength"] == len(data) and head["ETag"].strip('"').endswith("-16")
+        body = c2.get_object(Bucket="xcol-archive", Key="x/big.parquet")["Body"].read()
+        assert body == data
+        # no half upload left behind on the server that finished it
+        assert not c2.list_multipart_uploads(Bucket="xcol-archive").get("Uploads")
+    finally:
+        first.stop()
+        second.stop()
