@@ -190,6 +190,50 @@ def test_outage_of_20s_with_empty_restart_loses_nothing(broker: Tansu) -> None:
 
 
 @needs_tansu
+def test_fatal_producer_error_rebuilds_and_loses_nothing(broker: Tansu) -> None:
+    """librdkafka reports a fatal error (injected through the sink's error callback, the
+    entry librdkafka uses) while records wait for a broker that is down: the sink is
+    unhealthy, rebuilds the producer right away without a broker (so it is not the
+    lost-producer-id path), produces the waiting records again, and once a broker is
+    back every record arrives once, in order."""
+    from confluent_kafka import KafkaError
+
+    before, during = 2_000, 5_000
+    sink = KafkaSink(broker.bootstrap, queue_full_timeout_s=0.5)
+    uvloop = pytest.importorskip("uvloop")
+
+    async def main() -> None:
+        fan = FanOut(backoff=lambda: Backoff(0.05, 0.5, reset_after_s=0.0))
+        fan.add_sink(sink, QueueSpec(policy="blocking", capacity=500_000,
+                                     flush_interval_s=0.05))
+        await fan.start()
+        fan.offer(batch(0, before), before)
+        await until(lambda: sink.delivered == before, 30.0, "records before the error")
+        broker.stop()
+        for k in range(before, before + during, 500):
+            fan.offer(batch(k, 500), 500)
+        await until(lambda: sink.records == before + during, 10.0, "records handed over")
+        assert sink.pending == during and sink.rebuilds == 0
+        sink._on_error(KafkaError(KafkaError._FATAL, "injected fatal error", fatal=True))
+        assert not sink.healthy
+        # rebuilt by the next flush (its drain), with no broker to talk to
+        await until(lambda: sink.rebuilds == 1, 10.0, "the rebuild")
+        assert sink.resent == during and sink.pending == during
+        broker.start()  # same port, empty memory storage
+        report = await fan.drain_and_close(60.0)
+        assert report.complete, report
+
+    uvloop.run(main())
+    total = before + during
+    assert sink.records == sink.delivered == total
+    assert sink.failed == {} and sink.pending == 0 and sink.rebuilds >= 1
+    assert sink.broker_errors.get("_FATAL") == 1
+    msgs = consume_all(broker.bootstrap, TOPICS, during)
+    assert len(msgs) == during
+    assert received(msgs) == expected(range(before, total))
+
+
+@needs_tansu
 def test_no_broker_at_start_then_one_appears(run: Runner) -> None:
     """Records wait in librdkafka while no broker exists (flush neither waits nor fails,
     the sink reports unhealthy), and are delivered once one appears."""
