@@ -110,11 +110,13 @@ cdef class Engine:
     cdef readonly int64_t duplicates      # later copies dropped
     cdef readonly int64_t early_duplicates  # of which recognised from the header alone
     cdef unsigned int depth_lines         # bit per line that delivered a depth update
+    cdef unsigned int bbo_lines           # bit per line that delivered a bookTicker
     cdef readonly int64_t unsynced        # updates absorbed while a book (re)syncs
     cdef readonly int64_t stream_gaps     # holes no line filled (post-merge)
 
     cdef int feed_ptr(self, const char *data, size_t n) noexcept
     cdef int _peek_dup(self, int line, const char *d, size_t n, int64_t rx) noexcept
+    cdef int _peek_bbo(self, int line, const char *d, size_t n, int64_t rx) noexcept
     cdef int feed_line(self, int line, const char *data, size_t n, int64_t rx,
                        int64_t rx_wall) noexcept
     cdef int _ensure(self, size_t extra) noexcept

@@ -31,7 +31,7 @@ from xcol._fast.book cimport (
 from xcol._fast.event cimport Level, CH_TRADES
 from xcol._fast.hdr cimport HdrHistogram
 from xcol._fast.num cimport to_scale, format_num, format_int, xcol_copy16, NUM_OK
-from libc.string cimport memcpy, memset, memchr
+from libc.string cimport memcpy, memset, memchr, memcmp
 
 cdef extern from "string.h" nogil:
     void *memmem(const void *hay, size_t hn, const void *needle, size_t nn)
@@ -459,6 +459,54 @@ cdef class Engine:
             (<HdrHistogram>PyList_GET_ITEM(self.lag_hists, line)).record(rx - w)
         return R_DUPLICATE_COPY
 
+    cdef int _peek_bbo(self, int line, const char *d, size_t n, int64_t rx) noexcept:
+        """A later copy of a Binance bookTicker (combined-stream wrapper) recognised from
+        its update id and symbol without reading its prices: counted like a decoded
+        duplicate and returned as R_DUPLICATE_COPY.  Returns 0 when the frame must be
+        decoded (not a bookTicker, unknown symbol, or newer than the last quote)."""
+        cdef const char *end = d + n
+        cdef const char *p
+        cdef const char *q
+        cdef int inst
+        cdef int64_t u = 0
+        cdef InstState *st
+        cdef LineStat *L
+        # {"stream":"<sym>@bookTicker","data":{["e":"bookTicker",]"u":N,"s":"SYM",...}}:
+        # the whole object, closed twice; fixed offsets and short compares, no search
+        if n < 64 or n > 1024 or d[n - 1] != b'}' or d[n - 2] != b'}' \
+                or memcmp(d, b'{"stream":"', 11) != 0:
+            return 0
+        p = <const char *>memchr(d + 11, b'@', 32)
+        if p == NULL or memcmp(p, b'@bookTicker","data":{', 21) != 0:
+            return 0
+        p += 21
+        if memcmp(p, b'"e":"bookTicker",', 17) == 0:
+            p += 17
+        if memcmp(p, b'"u":', 4) != 0:
+            return 0
+        p = _uint(p + 4, end, &u)
+        if p == NULL or memcmp(p, b',"s":"', 6) != 0:
+            return 0
+        p += 6
+        q = <const char *>memchr(p, b'"', 32)
+        if q == NULL or q >= end:
+            return 0
+        inst = self.syms.find(p, <size_t>(q - p))
+        if inst < 0:
+            return 0
+        st = &self.ist[inst]
+        if u > st.bbo_seq:
+            return 0
+        L = &self.lines[line]
+        L.updates += 1
+        self.received += 1
+        L.dups += 1
+        self.duplicates += 1
+        self.early_duplicates += 1
+        if u == st.bbo_seq:
+            (<HdrHistogram>PyList_GET_ITEM(self.lag_hists, line)).record(rx - st.bbo_rx)
+        return R_DUPLICATE_COPY
+
     cdef int feed_line(self, int line, const char *data, size_t n, int64_t rx,
                        int64_t rx_wall) noexcept:
         """Process one frame received on ``line`` at ``rx`` (monotonic ns) /
@@ -483,10 +531,15 @@ cdef class Engine:
         self.cur_line = line
         # Recognising a later copy from its header only pays when a second line
         # carries depth (USD-M's /market line, trades only, does not count).
-        if self.depth_lines & (self.depth_lines - 1) and self.venue == VENUE_BINANCE:
-            r = self._peek_dup(line, data, n, rx)
-            if r:
-                return r
+        if self.venue == VENUE_BINANCE:
+            if self.bbo_lines & (self.bbo_lines - 1):
+                r = self._peek_bbo(line, data, n, rx)
+                if r:
+                    return r
+            if self.depth_lines & (self.depth_lines - 1):
+                r = self._peek_dup(line, data, n, rx)
+                if r:
+                    return r
         r = self.feed_ptr(data, n)
         if r < 0:
             L.errors += 1
@@ -499,6 +552,7 @@ cdef class Engine:
                 L.updates += 1
                 self.received += units
                 if r == R_BBO:
+                    self.bbo_lines |= 1u << line
                     # a quote older than the latest is superseded: never published
                     last = st.bbo_seq
                     if ev.seq <= last:
