@@ -81,3 +81,35 @@ def test_two_lines_against_the_simulator(tmp_path: Path) -> None:
     assert tops and all(t["seq"] in book_seqs for t in tops)
     keys = [(r["type"], r["seq"]) for r in recs if r["type"] in ("book", "bbo")]
     assert len(keys) == len(set(keys))
+
+
+def test_server_pings_are_answered_and_keep_the_connections(tmp_path: Path) -> None:
+    """The simulator pings every 0.1 s and drops a connection whose pong is late by 0.25 s
+    (Binance's rule, shortened): the collector's listeners answer every ping themselves,
+    so over 2 s no connection is dropped and the stream stays exact."""
+    async def main() -> None:
+        sim = Simulator(SimConfig(exchange="binance-usdm", source=[], symbols=1, rate=400.0,
+                                  ping_interval=0.1, pong_timeout=0.25))
+        await sim.start()
+        cfg = load_config(None, env={}, overrides=[
+            "feeds.0.exchange=binance-usdm", f"feeds.0.symbols={sim.instruments[0]}",
+            f"feeds.0.endpoints=ws://127.0.0.1:{sim.ports[0]}",
+            f"feeds.0.rest=http://127.0.0.1:{sim.ports[0]}", "runtime.http=",
+            f"sinks.jsonl.path={tmp_path / 'out.jsonl'}",
+        ])
+        col = Collector(cfg)
+        await col.start()
+        await asyncio.sleep(2.0)
+        stats = col.stats()
+        report = await col.stop()
+        st = sim.line_stats(0)
+        await sim.stop()
+        assert report.complete
+        assert st.pings >= 20 and st.pongs >= st.pings - 2 * st.connections
+        assert len(stats["connections"]) == 2  # /public and /market
+        assert all(c["reconnects"] == 0 and c["state"] == "connected"
+                   for c in stats["connections"])
+        (stream,) = stats["streams"]
+        assert stream["synced"] and stream["gaps"] == 0
+
+    asyncio.run(main())

@@ -774,3 +774,44 @@ def test_cli_without_corpus_falls_back_to_synthetic(
     assert main(["sim", "--exchange", "binance-spot", "--duration", "0.2"]) == 0
     assert "synthetic" in capsys.readouterr().out
     assert main(["sim", "--exchange", "okx", "--source", str(tmp_path / "nope.gz")]) == 2
+
+
+@pytest.mark.corpus
+def test_blast_of_the_mix_and_of_a_kind_subscribed_later() -> None:
+    """A /public connection subscribed to depth and bookTicker gets both, in the capture's
+    order, with the depth chain intact and bookTicker ids growing; a kind subscribed by a
+    later SUBSCRIBE gets a blast of its own; /market gets the trades."""
+    cap = need("usdm")
+    n = 30_000
+
+    async def body(sim: Simulator) -> None:
+        status, _snap = await http_get(sim.ports[0], "/fapi/v1/depth?symbol=BTCUSDT")
+        assert status == 200
+        pub = await connect(sim, "/public/stream?streams=btcusdt@depth@0ms/btcusdt@bookTicker")
+        mkt = await connect(sim, "/market/stream?streams=btcusdt@trade")
+        late = await connect(sim, "/public/stream?streams=btcusdt@depth@0ms")
+        await until(lambda: len(late.frames) > 10, 10)
+        late.text({"method": "SUBSCRIBE", "params": ["btcusdt@bookTicker"], "id": 3})
+        await until(lambda: any(b"@bookTicker" in b[:40] for _t, b in late.frames), 10)
+        await until(lambda: len(pub.frames) + len(mkt.frames) >= n - 2, 20)
+        kinds = [json.loads(b)["stream"].split("@")[1] for _t, b in pub.frames]
+        assert set(kinds) == {"depth", "bookTicker"} and kinds.count("bookTicker") > n // 2
+        assert {json.loads(b)["stream"] for _t, b in mkt.frames} == {"btcusdt@trade"}
+        # the whole line (both connections) carries n frames, in the capture's shares
+        assert len(pub.frames) + len(mkt.frames) in (n - 1, n, n + 1)
+        prev_u = None
+        bbo_u = []
+        for _t, f in pub.frames:
+            d = json.loads(f)["data"]
+            if d["e"] == "depthUpdate":
+                if prev_u is not None:
+                    assert d["pu"] == prev_u
+                prev_u = d["u"]
+            else:
+                bbo_u.append(d["u"])
+        assert bbo_u == sorted(bbo_u) and bbo_u[-1] > bbo_u[0]
+        tids = [json.loads(b)["data"]["t"] for _t, b in mkt.frames]
+        assert all(a < b for a, b in zip(tids, tids[1:], strict=False))
+
+    run(with_sim(SimConfig("binance-usdm", source=[str(cap.path)], blast=True,
+                           blast_count=n), body))

@@ -276,9 +276,10 @@ class Collector:
             ln.rotate.set()
 
     async def _connect(self, ln: Line, eng: Engine) -> Any:
+        # the listener answers pings itself (see FeedListener.on_ws_frame)
         transport, _ = await ws_connect(
             self._factory(ln, eng), ln.conn.url, max_frame_size=self.cfg.runtime.max_frame_bytes,
-            websocket_handshake_timeout=10)
+            websocket_handshake_timeout=10, enable_auto_pong=False)
         for msg in ln.conn.subscribe:
             transport.send(WSMsgType.TEXT, msg.encode())
         if self._paused:

@@ -449,6 +449,7 @@ cdef class Engine:
         if seq > last:
             st.line_seq[line] = seq
         L.dups += 1
+        self.messages += 1         # as the decoded path counts it
         self.duplicates += 1
         self.early_duplicates += 1
         b.duplicates += 1
@@ -476,20 +477,22 @@ cdef class Engine:
         if n < 64 or n > 1024 or d[n - 1] != b'}' or d[n - 2] != b'}' \
                 or memcmp(d, b'{"stream":"', 11) != 0:
             return 0
+        # n >= 64 covers the wrapper up to d + 63; every later read checks what is left
+        # (the frame is not padded)
         p = <const char *>memchr(d + 11, b'@', 32)
         if p == NULL or memcmp(p, b'@bookTicker","data":{', 21) != 0:
             return 0
         p += 21
-        if memcmp(p, b'"e":"bookTicker",', 17) == 0:
+        if end - p >= 17 and memcmp(p, b'"e":"bookTicker",', 17) == 0:
             p += 17
-        if memcmp(p, b'"u":', 4) != 0:
+        if end - p < 4 or memcmp(p, b'"u":', 4) != 0:
             return 0
         p = _uint(p + 4, end, &u)
-        if p == NULL or memcmp(p, b',"s":"', 6) != 0:
+        if p == NULL or end - p < 6 or memcmp(p, b',"s":"', 6) != 0:
             return 0
         p += 6
-        q = <const char *>memchr(p, b'"', 32)
-        if q == NULL or q >= end:
+        q = <const char *>memchr(p, b'"', <size_t>(end - p) if end - p < 32 else 32)
+        if q == NULL:
             return 0
         inst = self.syms.find(p, <size_t>(q - p))
         if inst < 0:
@@ -499,6 +502,8 @@ cdef class Engine:
             return 0
         L = &self.lines[line]
         L.updates += 1
+        self.messages += 1         # as the decoded path counts it
+        self.bbos += 1
         self.received += 1
         L.dups += 1
         self.duplicates += 1

@@ -63,6 +63,7 @@ cdef class FeedListener(WSListener):
 
     cpdef on_ws_connected(self, WSTransport transport):
         self.transport = transport
+        self.new_read = True
         if self.on_event is not None:
             self.on_event(self.line, "connected")
 
@@ -101,8 +102,14 @@ cdef class FeedListener(WSListener):
         elif t == WSMsgType.CLOSE:
             transport.send_close(frame.get_close_code(), frame.get_close_message())
             transport.disconnect()
+        elif t == WSMsgType.PING:
+            # Answered here, not by picows's auto pong (which never calls this): a read
+            # that ends with a ping must still end here with last_in_buffer, or the next
+            # read's first frame would take its start from this read.
+            transport.send_pong(frame.get_payload_as_bytes())
+            self.other_frames += 1
         else:
-            self.other_frames += 1      # pings are answered by picows (auto pong)
+            self.other_frames += 1
         if frame.last_in_buffer:
             self.new_read = True
             if self.engine.out_len:

@@ -330,8 +330,9 @@ class _Session(WSListener):
         self.paused = False
         self.resumed = asyncio.Event()
         self.resumed.set()
-        self.blast_task: asyncio.Task[None] | None = None
-        self.blast_kinds: set[str] = set()
+        self.blast_tasks: list[asyncio.Task[None]] = []
+        self.blast_kinds: set[str] = set()      # subscribed, not yet blasting
+        self.blast_served: set[str] = set()     # blasting
         self.conn_id = f"{random.getrandbits(32):08x}"
         self.closed = False
 
@@ -350,7 +351,7 @@ class _Session(WSListener):
         self.closed = True
         self.line.forget(self)
         self.line.stats.connections -= 1
-        for task in (self.hb_task, self.blast_task):
+        for task in (self.hb_task, *self.blast_tasks):
             if task is not None:
                 task.cancel()
         self.resumed.set()
@@ -409,9 +410,13 @@ class _Session(WSListener):
         sim = self.sim
         if sim.config.blast and key[0] in BLAST_KINDS:
             # the blast starts after this subscription's other streams are known
-            self.blast_kinds.add(key[0])
-            if self.blast_task is None:
-                self.blast_task = asyncio.get_running_loop().create_task(sim._blast(self))
+            if key[0] not in self.blast_served and key[0] not in self.blast_kinds:
+                if not self.blast_kinds:
+                    # one blast for the kinds of this subscription (and any sent with it);
+                    # kinds subscribed later get a blast of their own
+                    self.blast_tasks.append(
+                        asyncio.get_running_loop().create_task(sim._blast(self)))
+                self.blast_kinds.add(key[0])
             return True
         self.line.push(self._activator(key, name, None), time.monotonic())
         return True
@@ -908,7 +913,10 @@ class Simulator:
 
     async def _blast(self, sess: _Session) -> None:
         await asyncio.sleep(0)  # let the subscribe ack (and the other streams) go first
-        chunks = self._blast_for(sess.blast_kinds)
+        kinds = set(sess.blast_kinds)
+        sess.blast_served |= kinds
+        sess.blast_kinds.clear()
+        chunks = self._blast_for(kinds)
         tr = sess.transport.underlying_transport
         tr.set_write_buffer_limits(high=8 << 20, low=2 << 20)
         # a connection carrying part of the capture's mix takes that part of the count

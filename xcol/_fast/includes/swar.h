@@ -94,5 +94,16 @@ static inline const char *xcol_str16(const char *p) {
         p += 16;
     }
 }
+#else
+/* the same, a byte a step */
+static inline const char *xcol_str16(const char *p) {
+    for (p += 1;; p++) {
+        const unsigned char c = (unsigned char)*p;
+        if (c == '"')
+            return p + 1;
+        if (c == '\\' || c < 0x20 || c >= 0x80)
+            return 0;
+    }
+}
 #endif
 #endif
