@@ -724,20 +724,8 @@ cdef class Engine:
             self.out_len += n
 
     cdef void _put_int(self, int64_t v) noexcept:
-        cdef char tmp[24]
-        cdef int i = 24
-        cdef bint neg = v < 0
-        cdef uint64_t u = <uint64_t>(-v) if neg else <uint64_t>v
-        while True:
-            i -= 1
-            tmp[i] = <char>(48 + u % 10)
-            u //= 10
-            if u == 0:
-                break
-        if neg:
-            i -= 1
-            tmp[i] = b'-'
-        self._put(&tmp[i], <size_t>(24 - i))
+        if self.out_len + 24 <= self.out_cap or self._ensure(24) == 0:
+            self.out_len += <size_t>format_int(v, self.out + self.out_len)
 
     cdef void _put_num(self, int64_t v, int scale, int dec) noexcept:
         if self._ensure(48) == 0:
