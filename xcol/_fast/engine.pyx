@@ -137,6 +137,13 @@ cdef inline char *w_lit(char *o, const char *s, size_t n) noexcept nogil:
     return o + n
 
 
+cdef inline char *w_text(char *o, const char *s, int n) noexcept nogil:
+    """``n`` bytes of a text inside the decoder's padded frame buffer (16 at a time:
+    both sides need 32 bytes of room)."""
+    xcol_copy16(o, s, n)
+    return o + n
+
+
 cdef inline char *w_int(char *o, int64_t v) noexcept nogil:
     return o + format_int(v, o)
 
@@ -768,22 +775,12 @@ cdef class Engine:
                 if self.out_len + need > self.out_cap and self._ensure(need) < 0:
                     return
                 o = self.out + self.out_len
-                o[0] = b','
-                o += i != 0
-                o[0] = b'['
-                o[1] = b'"'
-                o += 2
-                xcol_copy16(o, lv[i].ptxt, lv[i].plen)
-                o += lv[i].plen
-                o[0] = b'"'
-                o[1] = b','
-                o[2] = b'"'
-                o += 3
-                xcol_copy16(o, lv[i].qtxt, lv[i].qlen)
-                o += lv[i].qlen
-                o[0] = b'"'
-                o[1] = b']'
-                self.out_len = <size_t>(o + 2 - self.out)
+                o = w_lit(o, b',["', 3) if i else w_lit(o, b'["', 2)
+                o = w_text(o, lv[i].ptxt, lv[i].plen)
+                o = w_lit(o, b'","', 3)
+                o = w_text(o, lv[i].qtxt, lv[i].qlen)
+                o = w_lit(o, b'"]', 2)
+                self.out_len = <size_t>(o - self.out)
                 continue
             if i:
                 self._put(b',["', 3)

@@ -163,20 +163,12 @@ cdef inline int to_scale(int64_t mant, int dec, int scale, int64_t *out) noexcep
     return NUM_OK
 
 
-# Write the integer ``v`` into ``out`` (at least 24 bytes); returns the length.
-# Two digits per division by the constant 100, as in format_num.
-cdef inline int format_int(int64_t v, char *out) noexcept nogil:
-    cdef char tmp[24]
-    cdef uint64_t u, r
+# The decimal digits of ``u`` at the end of ``tmp`` (24 bytes); returns where they
+# start.  Two digits per division by the constant 100 (a multiply), never a division
+# by a power of ten chosen at run time.
+cdef inline int digits_rev(uint64_t u, char *tmp) noexcept nogil:
+    cdef uint64_t r
     cdef int start = 24
-    cdef int pos = 0
-    cdef int i
-    if v < 0:
-        out[0] = b'-'
-        pos = 1
-        u = <uint64_t>0 - <uint64_t>v
-    else:
-        u = <uint64_t>v
     while u >= 100:
         r = u % 100
         u = u // 100
@@ -190,6 +182,22 @@ cdef inline int format_int(int64_t v, char *out) noexcept nogil:
     else:
         start -= 1
         tmp[start] = <char>(48 + u)
+    return start
+
+
+# Write the integer ``v`` into ``out`` (at least 24 bytes); returns the length.
+cdef inline int format_int(int64_t v, char *out) noexcept nogil:
+    cdef char tmp[24]
+    cdef uint64_t u
+    cdef int start, i
+    cdef int pos = 0
+    if v < 0:
+        out[0] = b'-'
+        pos = 1
+        u = <uint64_t>0 - <uint64_t>v
+    else:
+        u = <uint64_t>v
+    start = digits_rev(u, tmp)
     for i in range(24 - start):
         out[pos + i] = tmp[start + i]
     return pos + 24 - start
@@ -201,8 +209,8 @@ cdef inline int format_int(int64_t v, char *out) noexcept nogil:
 # 100 (multiplies), never by a power of ten chosen at run time.
 cdef inline int format_num(int64_t v, int scale, int dec, char *out) noexcept nogil:
     cdef char tmp[24]
-    cdef uint64_t u, r
-    cdef int start = 24
+    cdef uint64_t u
+    cdef int start
     cdef int pos = 0
     cdef int nd, ni, shown, i
     if v < 0:
@@ -211,19 +219,7 @@ cdef inline int format_num(int64_t v, int scale, int dec, char *out) noexcept no
         u = <uint64_t>0 - <uint64_t>v
     else:
         u = <uint64_t>v
-    while u >= 100:
-        r = u % 100
-        u = u // 100
-        start -= 2
-        tmp[start] = xcol_digits2[2 * r]
-        tmp[start + 1] = xcol_digits2[2 * r + 1]
-    if u >= 10:
-        start -= 2
-        tmp[start] = xcol_digits2[2 * u]
-        tmp[start + 1] = xcol_digits2[2 * u + 1]
-    else:
-        start -= 1
-        tmp[start] = <char>(48 + u)
+    start = digits_rev(u, tmp)
     nd = 24 - start
     while nd < scale + 1:        # at least one integer digit
         start -= 1
