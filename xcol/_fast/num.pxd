@@ -185,6 +185,24 @@ cdef inline int digits_rev(uint64_t u, char *tmp) noexcept nogil:
     return start
 
 
+# Write the integer ``v`` into ``out`` (at least 24 bytes); returns the length.
+cdef inline int format_int(int64_t v, char *out) noexcept nogil:
+    cdef char tmp[24]
+    cdef uint64_t u
+    cdef int start, i
+    cdef int pos = 0
+    if v < 0:
+        out[0] = b'-'
+        pos = 1
+        u = <uint64_t>0 - <uint64_t>v
+    else:
+        u = <uint64_t>v
+    start = digits_rev(u, tmp)
+    for i in range(24 - start):
+        out[pos + i] = tmp[start + i]
+    return pos + 24 - start
+
+
 # Write ``v`` (fixed point at ``scale``) with exactly ``dec`` decimals into
 # ``out`` (at least 48 bytes); returns the length.  Decimals beyond the
 # scale are written as zeros.  The digits come from divisions by the constant
@@ -222,8 +240,3 @@ cdef inline int format_num(int64_t v, int scale, int dec, char *out) noexcept no
             out[pos] = b'0'
             pos += 1
     return pos
-
-
-# Write the integer ``v`` into ``out`` (at least 24 bytes); returns the length.
-cdef inline int format_int(int64_t v, char *out) noexcept nogil:
-    return format_num(v, 0, 0, out)
