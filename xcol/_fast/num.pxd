@@ -185,19 +185,23 @@ cdef inline int digits_rev(uint64_t u, char *tmp) noexcept nogil:
     return start
 
 
+# ``|v|``, writing the minus sign of a negative ``v`` at ``out`` (``pos[0]`` is set to
+# the bytes written).
+cdef inline uint64_t sign_abs(int64_t v, char *out, int *pos) noexcept nogil:
+    if v < 0:
+        out[0] = b'-'
+        pos[0] = 1
+        return <uint64_t>0 - <uint64_t>v
+    pos[0] = 0
+    return <uint64_t>v
+
+
 # Write the integer ``v`` into ``out`` (at least 24 bytes); returns the length.
 cdef inline int format_int(int64_t v, char *out) noexcept nogil:
     cdef char tmp[24]
-    cdef uint64_t u
     cdef int start, i
-    cdef int pos = 0
-    if v < 0:
-        out[0] = b'-'
-        pos = 1
-        u = <uint64_t>0 - <uint64_t>v
-    else:
-        u = <uint64_t>v
-    start = digits_rev(u, tmp)
+    cdef int pos
+    start = digits_rev(sign_abs(v, out, &pos), tmp)
     for i in range(24 - start):
         out[pos + i] = tmp[start + i]
     return pos + 24 - start
@@ -209,17 +213,10 @@ cdef inline int format_int(int64_t v, char *out) noexcept nogil:
 # 100 (multiplies), never by a power of ten chosen at run time.
 cdef inline int format_num(int64_t v, int scale, int dec, char *out) noexcept nogil:
     cdef char tmp[24]
-    cdef uint64_t u
     cdef int start
-    cdef int pos = 0
+    cdef int pos
     cdef int nd, ni, shown, i
-    if v < 0:
-        out[0] = b'-'
-        pos = 1
-        u = <uint64_t>0 - <uint64_t>v
-    else:
-        u = <uint64_t>v
-    start = digits_rev(u, tmp)
+    start = digits_rev(sign_abs(v, out, &pos), tmp)
     nd = 24 - start
     while nd < scale + 1:        # at least one integer digit
         start -= 1

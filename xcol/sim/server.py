@@ -629,7 +629,10 @@ class Simulator:
                                  "capture (hftbacktest format)")
             self._blast_chunks = BlastChunks(Path(config.source[0]),
                                              max_bytes=config.blast_max_bytes)
-        self._blast_sets: dict[tuple[str, ...], BlastChunks] = {}
+        #: pre-framed chunks per set of kinds (the depth-only one, built up front, checks
+        #: the capture and answers REST depth)
+        self._blast_sets: dict[tuple[str, ...], BlastChunks] = (
+            {self._blast_chunks.kinds: self._blast_chunks} if self._blast_chunks else {})
         self.spin = max(0.0, config.timer_spin_ms / 1000.0)
         self.lines = [_Line(self, i, lc) for i, lc in enumerate(config.lines or [LineConfig()])]
         self._paused: set[_Session] = set()
@@ -900,10 +903,7 @@ class Simulator:
 
     def _blast_for(self, kinds: set[str]) -> BlastChunks:
         """The pre-framed chunk carrying ``kinds`` (built once per set of kinds)."""
-        assert self._blast_chunks is not None
         key = tuple(k for k in BLAST_KINDS if k in kinds)
-        if key == self._blast_chunks.kinds:
-            return self._blast_chunks
         got = self._blast_sets.get(key)
         if got is None:
             got = BlastChunks(Path(self.config.source[0]),
