@@ -411,59 +411,83 @@ cdef class Decoder:
     # ------------------------------------------------------------- levels
 
     cdef const char *_scan_levels(self, const char *p, bint is_bid) noexcept:
-        """Parse ``[["px","qty"(,"x")*],...]`` at ``p``; NULL if not that form."""
+        """Parse ``[["px","qty"(,"x")*],...]`` at ``p``; NULL if not that form.
+
+        The level count, buffer and capacity are kept in locals and stored once at
+        the end: the 1-byte stores into each level may alias any memory, so fields
+        read through ``self`` would be reloaded after every level, and the count would
+        pass from one level to the next through memory."""
         cdef Event *ev = &self.ev
         cdef Level *lv
+        cdef Level *buf = self.bid_buf if is_bid else self.ask_buf
+        cdef int cap = self.bid_cap if is_bid else self.ask_cap
+        cdef int cnt = ev.nbids if is_bid else ev.nasks
         p += 1
         if p[0] == b']':
             return p + 1
         while True:
             if p[0] != b'[' or p[1] != b'"':
-                return NULL
-            if is_bid:
-                if ev.nbids == self.bid_cap and self._grow(0) < 0:
-                    return NULL
-                lv = &self.bid_buf[ev.nbids]
-            else:
-                if ev.nasks == self.ask_cap and self._grow(1) < 0:
-                    return NULL
-                lv = &self.ask_buf[ev.nasks]
+                break
+            if cnt == cap:
+                if is_bid:
+                    ev.nbids = cnt
+                    if self._grow(0) < 0:
+                        return NULL
+                    buf = self.bid_buf
+                    cap = self.bid_cap
+                else:
+                    ev.nasks = cnt
+                    if self._grow(1) < 0:
+                        return NULL
+                    buf = self.ask_buf
+                    cap = self.ask_cap
+            lv = &buf[cnt]
             lv.ptxt = p + 2
             p = fast_num(p + 2, &lv.px, &lv.pdec)
             if p == NULL or p[0] != b'"' or p[1] != b',' or p[2] != b'"':
-                return NULL
+                break
             lv.plen = <uint8_t>(p - lv.ptxt)
             lv.qtxt = p + 3
             p = fast_num(p + 3, &lv.qty, &lv.qdec)
             if p == NULL or p[0] != b'"':
-                return NULL
+                break
             lv.qlen = <uint8_t>(p - lv.qtxt)
             p += 1
             while p[0] == b',':
                 # extra fields (OKX: liquidated orders, order count)
                 if p[1] != b'"':
-                    return NULL
+                    p = NULL
+                    break
                 p += 2
                 while p[0] != b'"':
                     # plain ASCII only, as in fast_str: simdjson checks the rest
                     if p[0] == b'\\' or <uint8_t>p[0] < 0x20 or <uint8_t>p[0] >= 0x80:
-                        return NULL
+                        p = NULL
+                        break
                     p += 1
+                if p == NULL:
+                    break
                 p += 1
-            if p[0] != b']':
-                return NULL
+            if p == NULL or p[0] != b']':
+                break
             lv.flag = LV_SET
-            if is_bid:
-                ev.nbids += 1
-            else:
-                ev.nasks += 1
+            cnt += 1
             p += 1
             if p[0] == b',':
                 p += 1
             elif p[0] == b']':
+                if is_bid:
+                    ev.nbids = cnt
+                else:
+                    ev.nasks = cnt
                 return p + 1
             else:
-                return NULL
+                break
+        if is_bid:
+            ev.nbids = cnt
+        else:
+            ev.nasks = cnt
+        return NULL
 
     cdef int _levels(self, Value &v, bint is_bid, bint with_action) noexcept:
         """Append ``[[px, qty, ...], ...]`` (Deribit: ``[[action, px, qty]]``)."""
