@@ -93,10 +93,10 @@ class Collector:
     """Run the feeds of ``cfg`` until :meth:`stop`."""
 
     def __init__(self, cfg: Config, *, listener_cls: Any = FeedListener,
-                 on_snapshot: Callable[[str, bytes], None] | None = None) -> None:
+                 on_snapshot: Callable[[str, str, bytes], None] | None = None) -> None:
         """:param listener_cls: the per-connection listener (``xcol record`` passes one
-        that also writes each frame); :param on_snapshot: called with the symbol and body
-        of every REST snapshot fetched."""
+        that also writes each frame); :param on_snapshot: called with the market (the
+        feed's exchange id), the symbol and the body of every REST snapshot fetched."""
         self.cfg = cfg
         self._listener_cls = listener_cls
         self._on_snapshot = on_snapshot
@@ -447,7 +447,7 @@ class Collector:
                     log.warning("%s %s: snapshot failed: %s", fr.cfg.exchange, sym, exc)
                     continue
                 if self._on_snapshot is not None:
-                    self._on_snapshot(sym, body)
+                    self._on_snapshot(fr.cfg.exchange, sym, body)
                 code = eng.feed_snapshot(sym, body)
                 if code not in (7, 2):
                     log.info("%s %s: snapshot result %s; will retry", fr.cfg.exchange, sym,
