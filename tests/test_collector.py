@@ -113,3 +113,76 @@ def test_server_pings_are_answered_and_keep_the_connections(tmp_path: Path) -> N
         assert stream["synced"] and stream["gaps"] == 0
 
     asyncio.run(main())
+
+
+def test_histograms_endpoint_decodes_to_the_stats_numbers(tmp_path: Path) -> None:
+    """``/histograms`` of a running collector holds every HDR histogram it keeps, in the
+    hdrhistogram package's encoding: each decodes (with that package) to the count and
+    percentiles ``/stats`` reports for the same histogram.  The feed is paused first, so
+    both documents describe the same moment."""
+    import socket
+    import urllib.request
+    from typing import Any
+
+    from hdrh.histogram import HdrHistogram as RefHistogram
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+
+    def get(path: str) -> dict[str, Any]:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as resp:
+            doc: dict[str, Any] = json.load(resp)
+            return doc
+
+    async def main() -> tuple[dict[str, Any], dict[str, Any]]:
+        sim = Simulator(SimConfig(exchange="binance-usdm", source=[], symbols=1, rate=400.0,
+                                  lines=line_configs(2, delay_ms="0,3")))
+        await sim.start()
+        cfg = load_config(None, env={}, overrides=[
+            "feeds.0.exchange=binance-usdm", f"feeds.0.symbols={sim.instruments[0]}",
+            f"feeds.0.endpoints=ws://127.0.0.1:{sim.ports[0]},ws://127.0.0.1:{sim.ports[1]}",
+            f"feeds.0.rest=http://127.0.0.1:{sim.ports[0]}", f"runtime.http=127.0.0.1:{port}",
+            "sinks.shm.name=hist", f"sinks.shm.dir={tmp_path}", "sinks.shm.slots=1024",
+        ])
+        col = Collector(cfg)
+        await col.start()
+        try:
+            await asyncio.sleep(2.0)
+            sim.pause()
+            await asyncio.sleep(0.5)  # the slow line's copies arrive, the sink drains
+            loop = asyncio.get_running_loop()
+            stats = await loop.run_in_executor(None, get, "/stats")
+            hists = await loop.run_in_executor(None, get, "/histograms")
+        finally:
+            assert (await col.stop()).complete
+            await sim.stop()
+        return stats, hists
+
+    stats, hists = asyncio.run(main())
+    ref = {name: RefHistogram.decode(blob) for name, blob in hists.items()}
+    lat = stats["latency"]
+
+    def same(h: RefHistogram, summary: dict[str, Any], scale: float,
+             pcts: tuple[tuple[str, float], ...] = (("p50", 50.0), ("p99", 99.0))) -> None:
+        assert h.get_total_count() == summary["count"] > 0
+        for key, pct in pcts:
+            assert h.get_value_at_percentile(pct) / scale == summary[key], key
+        assert h.get_max_value() / scale == summary["max"]
+
+    all_pcts = (("p50", 50.0), ("p90", 90.0), ("p99", 99.0), ("p999", 99.9))
+    same(ref["code_ns"], lat["code_us"], 1000.0, all_pcts)
+    same(ref["exchange_us"], lat["exchange_ms"], 1000.0, all_pcts)
+    for stage in ("decode", "book", "encode"):
+        same(ref[f"stage.{stage}_ns"], lat["stages_us"][stage], 1000.0, all_pcts)
+    # per line: lag behind the winner; the 3 ms line's connections lag by ~3 ms
+    for conn in stats["connections"]:
+        (name,) = [n for n in ref if n.startswith("lag_ns.") and n.endswith(f".{conn['id']}")]
+        if conn["lag_us"]["count"]:
+            same(ref[name], conn["lag_us"], 1000.0)
+        else:
+            assert ref[name].get_total_count() == 0
+    assert any(c["lag_us"]["count"] > 100 for c in stats["connections"])
+    (shm,) = [s for s in stats["sinks"] if s["name"] == "shm"]
+    same(ref["sink.shm.write_ns"], shm["sink"]["write_ns"], 1.0)
+    assert len(ref) == 5 + len(stats["connections"]) + 1

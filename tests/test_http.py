@@ -334,6 +334,38 @@ def test_no_ready_callback_means_ready() -> None:
         st.stop()
 
 
+def test_histograms_are_encoded_and_absent_without_a_callback() -> None:
+    """``/histograms`` encodes each histogram the callback returns (read back here with
+    xcol's own decoder; the collector test checks the hdrhistogram package reads it);
+    a server without the callback answers 404."""
+    from xcol._fast.hdr import HdrHistogram
+
+    h = HdrHistogram(1, 60_000_000, 3)
+    for v in (5, 500, 50_000):
+        h.record(v)
+
+    async def hists() -> dict[str, HdrHistogram]:
+        await asyncio.sleep(0)
+        return {"code_ns": h, "empty_us": HdrHistogram(1, 1000, 2)}
+
+    st = ServerThread(ObsServer(empty_stats, histograms=hists)).start()
+    try:
+        status, headers, body = get(st.url + "/histograms")
+        assert status == 200 and headers["Content-Type"] == "application/json"
+        doc = json.loads(body)
+        assert set(doc) == {"code_ns", "empty_us"}
+        back = HdrHistogram.decode(doc["code_ns"])
+        assert back.total_count == 3 and back.max() == h.max()
+        assert HdrHistogram.decode(doc["empty_us"]).total_count == 0
+    finally:
+        st.stop()
+    st = ServerThread(ObsServer(empty_stats)).start()
+    try:
+        assert get(st.url + "/histograms")[0] == 404
+    finally:
+        st.stop()
+
+
 def test_stop_closes_idle_connections_and_listener(
         loop_factory: Callable[[], asyncio.AbstractEventLoop]) -> None:
     server = ObsServer(empty_stats)

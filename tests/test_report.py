@@ -12,7 +12,7 @@ from obshelp import Backend, ServerThread
 
 from xcol.cli import main
 from xcol.obs.http import ObsServer
-from xcol.obs.report import ReportError, render, stats_url
+from xcol.obs.report import ReportError, fetch_histograms, render, stats_url
 
 
 @pytest.fixture
@@ -94,6 +94,38 @@ def test_stats_url() -> None:
     assert stats_url("http://h:1/x/") == "http://h:1/x/stats"
     with pytest.raises(ReportError):
         stats_url("127.0.0.1:9090")
+    assert stats_url("http://h:1", "/histograms") == "http://h:1/histograms"
+    assert stats_url("http://h:1/stats", "/histograms") == "http://h:1/histograms"
+    assert stats_url("http://h:1/x/histograms/") == "http://h:1/x/stats"
+
+
+def test_report_histograms(capsys: pytest.CaptureFixture[str]) -> None:
+    """``--histograms`` prints /histograms as JSON, each value readable by the
+    hdrhistogram package; a collector without the endpoint is an error (exit 2)."""
+    from hdrh.histogram import HdrHistogram as RefHistogram
+
+    from xcol._fast.hdr import HdrHistogram
+
+    h = HdrHistogram(1, 60_000_000, 3)
+    for v in range(1, 1001):
+        h.record(v)
+    st = ServerThread(ObsServer(dict, histograms=lambda: {"code_ns": h})).start()
+    try:
+        assert main(["report", "--url", st.url + "/stats", "--histograms"]) == 0
+        doc = json.loads(capsys.readouterr().out)
+        assert list(doc) == ["code_ns"]
+        ref = RefHistogram.decode(doc["code_ns"])
+        assert ref.get_total_count() == 1000
+        assert ref.get_value_at_percentile(50.0) == h.value_at_percentile(50.0)
+        assert fetch_histograms(st.url) == doc
+    finally:
+        st.stop()
+    st = ServerThread(ObsServer(dict)).start()
+    try:
+        assert main(["report", "--url", st.url, "--histograms"]) == 2
+        assert f"{st.url}/histograms: HTTP 404" in capsys.readouterr().err
+    finally:
+        st.stop()
 
 
 def test_render_tolerates_partial_documents() -> None:

@@ -776,6 +776,103 @@ def test_cli_without_corpus_falls_back_to_synthetic(
     assert main(["sim", "--exchange", "okx", "--source", str(tmp_path / "nope.gz")]) == 2
 
 
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def _cli_sim(*argv: str) -> tuple[asyncio.subprocess.Process, int]:
+    """``xcol sim ARGV`` in its own process on a free port, once it prints its lines."""
+    import os
+    import sys
+
+    port = _free_port()
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "xcol", "sim", *argv, "--port", str(port), "--stats-every",
+        "0", "--duration", "60", env=env, stdout=asyncio.subprocess.PIPE)
+    assert proc.stdout is not None
+    while f":{port}".encode() not in await asyncio.wait_for(proc.stdout.readline(), 20):
+        pass
+    return proc, port
+
+
+async def _cli_line(proc: asyncio.subprocess.Process, prefix: str) -> str:
+    """The next line of the sim's output that starts with ``prefix`` (after indentation)."""
+    assert proc.stdout is not None
+    while True:
+        line = (await asyncio.wait_for(proc.stdout.readline(), 10)).decode()
+        assert line, f"sim exited before printing {prefix!r}"
+        if line.strip().startswith(prefix):
+            return line.strip()
+
+
+def test_cli_signals_force_disconnect_and_server_shutdown() -> None:
+    """``kill -USR1`` drops every client of a running ``xcol sim`` at once and
+    ``kill -USR2`` sends them Binance's serverShutdown, then disconnects them; the sim
+    keeps serving (a client reconnects) and still stops cleanly on SIGTERM."""
+    import signal
+
+    async def body() -> None:
+        proc, port = await _cli_sim("--exchange", "binance-usdm", "--synthetic", "--rate",
+                                     "50", "--lines", "2", "--shutdown-grace", "0.2")
+        try:
+            path = "/public/stream?streams=btcusdt@depth@0ms"
+            clients = []
+            for p in (port, port + 1):
+                _tr, c = await ws_connect(Client, f"ws://127.0.0.1:{p}{path}")
+                assert isinstance(c, Client)
+                clients.append(c)
+            await until(lambda: all(len(c.frames) >= 2 for c in clients), 10)
+            proc.send_signal(signal.SIGUSR1)
+            assert await _cli_line(proc, "SIGUSR1") == "SIGUSR1: dropped 2 clients"
+            for c in clients:
+                await asyncio.wait_for(c.transport.wait_disconnected(), 5)
+                assert not any(m.get("e") == "serverShutdown" for m in c.json())
+
+            _tr, c = await ws_connect(Client, f"ws://127.0.0.1:{port}{path}")
+            assert isinstance(c, Client)
+            await until(lambda: len(c.frames) >= 2, 10)
+            t0 = time.monotonic()
+            proc.send_signal(signal.SIGUSR2)
+            assert (await _cli_line(proc, "SIGUSR2")).startswith(
+                "SIGUSR2: serverShutdown sent to 1 clients")
+            await until(lambda: any(m.get("e") == "serverShutdown" for m in c.json()), 5)
+            assert not c.transport.is_disconnected      # the grace period comes first
+            await asyncio.wait_for(c.transport.wait_disconnected(), 5)
+            assert time.monotonic() - t0 >= 0.15
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            out, _ = await asyncio.wait_for(proc.communicate(), 20)
+        assert proc.returncode == 0
+        # line 0: the SIGUSR1 drop and the serverShutdown's disconnect; line 1: SIGUSR1
+        counts = re.findall(r"line (\d): frames .* disconnects (\d+)", out.decode())
+        assert counts == [("0", "2"), ("1", "1")], out.decode()
+
+    run(body(), 60)
+
+
+def test_cli_server_shutdown_signal_is_ignored_where_there_is_none() -> None:
+    """OKX has no serverShutdown event: SIGUSR2 says so and the sim keeps running."""
+    import signal
+
+    async def body() -> None:
+        proc, _port = await _cli_sim("--exchange", "okx", "--synthetic")
+        try:
+            proc.send_signal(signal.SIGUSR2)
+            assert "ignored" in await _cli_line(proc, "SIGUSR2")
+            assert proc.returncode is None
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            await asyncio.wait_for(proc.communicate(), 20)
+        assert proc.returncode == 0
+
+    run(body(), 60)
+
+
 @pytest.mark.corpus
 def test_blast_of_the_mix_and_of_a_kind_subscribed_later() -> None:
     """A /public connection subscribed to depth and bookTicker gets both, in the capture's

@@ -93,10 +93,10 @@ class Collector:
     """Run the feeds of ``cfg`` until :meth:`stop`."""
 
     def __init__(self, cfg: Config, *, listener_cls: Any = FeedListener,
-                 on_snapshot: Callable[[str, bytes], None] | None = None) -> None:
+                 on_snapshot: Callable[[str, str, bytes], None] | None = None) -> None:
         """:param listener_cls: the per-connection listener (``xcol record`` passes one
-        that also writes each frame); :param on_snapshot: called with the symbol and body
-        of every REST snapshot fetched."""
+        that also writes each frame); :param on_snapshot: called with the market (the
+        feed's exchange id), the symbol and the body of every REST snapshot fetched."""
         self.cfg = cfg
         self._listener_cls = listener_cls
         self._on_snapshot = on_snapshot
@@ -193,7 +193,7 @@ class Collector:
             self.fanout.add_sink(sink, spec)
         await self.fanout.start()
         if self.cfg.runtime.http is not None:
-            self.http = ObsServer(self.stats, self.ready)
+            self.http = ObsServer(self.stats, self.ready, histograms=self.histograms)
             await self.http.start(self.cfg.runtime.http.host, self.cfg.runtime.http.port)
             log.info("http on %s", self.http.url)
         for fr in self.feeds:
@@ -447,7 +447,7 @@ class Collector:
                     log.warning("%s %s: snapshot failed: %s", fr.cfg.exchange, sym, exc)
                     continue
                 if self._on_snapshot is not None:
-                    self._on_snapshot(sym, body)
+                    self._on_snapshot(fr.cfg.exchange, sym, body)
                 code = eng.feed_snapshot(sym, body)
                 if code not in (7, 2):
                     log.info("%s %s: snapshot result %s; will retry", fr.cfg.exchange, sym,
@@ -493,14 +493,12 @@ class Collector:
 
     # ---------------------------------------------------------- observability
 
-    def stats(self) -> dict[str, Any]:
-        """The ``/stats`` document (see docs/observability.md)."""
-        conns: list[dict[str, Any]] = []
-        streams: list[dict[str, Any]] = []
+    def _latency(self) -> tuple[HdrHistogram, HdrHistogram, dict[str, HdrHistogram]]:
+        """Code latency (ns), exchange latency (µs) and code latency by stage (ns), each
+        merged over the feeds: what ``/stats`` summarizes and ``/histograms`` encodes."""
         code = HdrHistogram(1, 60_000_000_000, 3)
         exch = HdrHistogram(1, 3_600_000_000, 3)
         stages = {k: HdrHistogram(1, 60_000_000_000, 3) for k in ("decode", "book", "encode")}
-        received = published = duplicates = dropped = 0
         for fr in self.feeds:
             eng = fr.engine
             code.merge(eng.code_ns)
@@ -508,6 +506,33 @@ class Collector:
             stages["decode"].merge(eng.decode_ns)
             stages["book"].merge(eng.book_ns)
             stages["encode"].merge(eng.encode_ns)
+        return code, exch, stages
+
+    def histograms(self) -> dict[str, HdrHistogram]:
+        """Every HDR histogram the collector keeps, by name (the unit is the suffix):
+        ``code_ns``, ``exchange_us``, ``stage.{decode,book,encode}_ns`` (merged over the
+        feeds, as in ``/stats``), ``lag_ns.<feed>.<line id>`` (lag behind the winner per
+        line; ``<feed>`` is the feed's name, else its exchange) and
+        ``sink.<sink>.<name>`` (each sink's own, e.g. ``sink.kafka.flush_ns``)."""
+        code, exch, stages = self._latency()
+        out: dict[str, HdrHistogram] = {"code_ns": code, "exchange_us": exch}
+        out.update((f"stage.{k}_ns", h) for k, h in stages.items())
+        for fr in self.feeds:
+            label = fr.cfg.name or fr.cfg.exchange
+            for ln in fr.lines:
+                out[f"lag_ns.{label}.{ln.line_id}"] = fr.engine.lag_histogram(ln.line_id)
+        for sk in self.fanout.sinks:
+            out.update((f"sink.{sk.name}.{k}", h) for k, h in sk.histograms().items())
+        return out
+
+    def stats(self) -> dict[str, Any]:
+        """The ``/stats`` document (see docs/observability.md)."""
+        conns: list[dict[str, Any]] = []
+        streams: list[dict[str, Any]] = []
+        code, exch, stages = self._latency()
+        received = published = duplicates = dropped = 0
+        for fr in self.feeds:
+            eng = fr.engine
             ac = eng.arbiter_counters()
             received += ac["received"]
             duplicates += ac["duplicates"]

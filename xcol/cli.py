@@ -98,6 +98,7 @@ def _build_parser() -> argparse.ArgumentParser:
     sp = sub.add_parser(
         "sim", help="serve Binance/OKX/Deribit protocols on loopback from captures or "
         "synthetic streams",
+        epilog=sim_cli.EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sim_cli.add_arguments(sp)
     sp.set_defaults(func=sim_cli.run)

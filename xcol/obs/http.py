@@ -1,12 +1,17 @@
 """The collector's HTTP endpoints, on a small HTTP/1.1 server over ``asyncio.start_server``.
 
-=========== ======================================================================
-``/health`` 200 ``{"status": "ok"}`` while the event loop answers.
-``/ready``  200 ``{"ready": true, "reasons": []}`` when the readiness callback returns no
-            reasons, else 503 with ``{"ready": false, "reasons": [...]}``.
-``/metrics`` Prometheus text (``text/plain; version=0.0.4``), see :mod:`xcol.obs.metrics`.
-``/stats``  the JSON document described in :mod:`xcol.obs.schema`.
-=========== ======================================================================
+=============== ==================================================================
+``/health``     200 ``{"status": "ok"}`` while the event loop answers.
+``/ready``      200 ``{"ready": true, "reasons": []}`` when the readiness callback returns
+                no reasons, else 503 with ``{"ready": false, "reasons": [...]}``.
+``/metrics``    Prometheus text (``text/plain; version=0.0.4``), see
+                :mod:`xcol.obs.metrics`.
+``/stats``      the JSON document described in :mod:`xcol.obs.schema`.
+``/histograms`` ``{name: encoded}``: every HDR histogram the collector keeps, each in the
+                ``hdrhistogram`` package's compressed base64 encoding
+                (``HdrHistogram.decode`` reads it back).  404 when the server was given
+                no histograms callback.
+=============== ==================================================================
 
 GET and HEAD only; bodies are not accepted.  Connections are kept alive (HTTP/1.1 default,
 or ``Connection: keep-alive`` from HTTP/1.0) until the client closes, asks to close, goes
@@ -34,7 +39,7 @@ from urllib.parse import urlsplit
 from xcol.obs.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from xcol.obs.metrics import render_stats
 
-__all__ = ["DEFAULT_HOST", "DEFAULT_PORT", "ObsServer", "ReadyFn", "StatsFn"]
+__all__ = ["DEFAULT_HOST", "DEFAULT_PORT", "HistogramsFn", "ObsServer", "ReadyFn", "StatsFn"]
 
 log = logging.getLogger("xcol.obs.http")
 
@@ -43,6 +48,9 @@ DEFAULT_PORT = 9090  # config's runtime.http default
 
 StatsFn = Callable[[], Mapping[str, Any] | Awaitable[Mapping[str, Any]]]
 ReadyFn = Callable[[], Sequence[str] | Awaitable[Sequence[str]]]
+#: returns the histograms by name (objects with ``encode() -> bytes``, e.g.
+#: :class:`xcol._fast.hdr.HdrHistogram`)
+HistogramsFn = Callable[[], Mapping[str, Any] | Awaitable[Mapping[str, Any]]]
 
 _JSON = "application/json"
 _TEXT = "text/plain; charset=utf-8"
@@ -52,7 +60,7 @@ _REASONS = {
     500: "Internal Server Error", 501: "Not Implemented", 503: "Service Unavailable",
     505: "HTTP Version Not Supported",
 }
-_PATHS = ("/health", "/ready", "/metrics", "/stats")
+_PATHS = ("/health", "/ready", "/metrics", "/stats", "/histograms")
 _VERSION_RE = re.compile(r"HTTP/[0-9]\.[0-9]\Z")
 _TOKEN_RE = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+\Z")
 
@@ -99,12 +107,15 @@ async def _call(fn: Callable[[], Any]) -> Any:
 
 
 class ObsServer:
-    """Serves ``/health``, ``/ready``, ``/metrics`` and ``/stats`` from two callbacks.
+    """Serves ``/health``, ``/ready``, ``/metrics``, ``/stats`` and ``/histograms`` from
+    callbacks.
 
     :param stats: returns the ``/stats`` document (a :class:`~xcol.obs.schema.Stats`);
         may be a coroutine function.  Called once per ``/stats`` or ``/metrics`` request.
     :param ready: returns the reasons the collector is not ready (empty when ready);
         may be a coroutine function.  ``None`` means always ready.
+    :param histograms: returns the HDR histograms by name for ``/histograms``; may be a
+        coroutine function.  ``None``: ``/histograms`` is 404.
     :param idle_timeout: seconds a kept-alive connection may sit between requests.
     :param max_header_bytes: the largest request head accepted (431 beyond).
 
@@ -113,9 +124,11 @@ class ObsServer:
     """
 
     def __init__(self, stats: StatsFn, ready: ReadyFn | None = None, *,
-                 idle_timeout: float = 30.0, max_header_bytes: int = 16384) -> None:
+                 histograms: HistogramsFn | None = None, idle_timeout: float = 30.0,
+                 max_header_bytes: int = 16384) -> None:
         self._stats = stats
         self._ready = ready
+        self._histograms = histograms
         self.idle_timeout = idle_timeout
         self.max_header_bytes = max_header_bytes
         self._server: asyncio.Server | None = None
@@ -276,7 +289,7 @@ class ObsServer:
     async def _dispatch(self, method: str, path: str
                         ) -> tuple[int, str, bytes, dict[str, str] | None]:
         self.requests += 1
-        if path not in _PATHS:
+        if path not in _PATHS or (path == "/histograms" and self._histograms is None):
             return 404, _JSON, _json_body({"error": "not found", "path": path}), None
         if method not in ("GET", "HEAD"):
             return (405, _JSON, _json_body({"error": "method not allowed", "method": method}),
@@ -289,6 +302,11 @@ class ObsServer:
                 reasons = [str(r) for r in reasons]
                 status = 503 if reasons else 200
                 return status, _JSON, _json_body({"ready": not reasons, "reasons": reasons}), None
+            if path == "/histograms":
+                assert self._histograms is not None
+                hists = await _call(self._histograms)
+                return 200, _JSON, _json_body({str(name): h.encode().decode("ascii")
+                                               for name, h in hists.items()}), None
             stats = await _call(self._stats)
             if path == "/metrics":
                 return 200, METRICS_CONTENT_TYPE, render_stats(stats).encode(), None

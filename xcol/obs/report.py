@@ -1,4 +1,5 @@
-"""``xcol report``: fetch a running collector's ``/stats`` and print it as tables.
+"""``xcol report``: fetch a running collector's ``/stats`` and print it as tables, or with
+``--histograms`` its ``/histograms`` (every HDR histogram, hdrhistogram-encoded) as JSON.
 
 Exit status: 0 printed; 2 when the URL is unreachable, answers with an HTTP error or does
 not return a stats document (one line on stderr naming the URL).
@@ -18,8 +19,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 from xcol.obs.http import DEFAULT_HOST, DEFAULT_PORT
 
-__all__ = ["DEFAULT_URL", "ReportError", "add_arguments", "fetch_stats", "render", "run",
-           "stats_url"]
+__all__ = ["DEFAULT_URL", "ReportError", "add_arguments", "fetch_histograms", "fetch_stats",
+           "render", "run", "stats_url"]
 
 DEFAULT_URL = f"http://{DEFAULT_HOST}:{DEFAULT_PORT}"
 URL_ENV = "XCOL_REPORT_URL"
@@ -31,8 +32,9 @@ class ReportError(Exception):
     """The stats could not be fetched or are not a stats document."""
 
 
-def stats_url(url: str) -> str:
-    """The ``/stats`` URL for a collector base URL (a URL already ending in /stats is kept).
+def stats_url(url: str, endpoint: str = "/stats") -> str:
+    """The ``endpoint`` URL for a collector base URL (a URL that already ends in
+    ``/stats`` or ``/histograms`` stands for its base URL).
 
     :raises ReportError: not an http(s) URL with a host.
     """
@@ -40,9 +42,11 @@ def stats_url(url: str) -> str:
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise ReportError(f"{url}: not an http:// URL")
     path = parts.path.rstrip("/")
-    if not path.endswith("/stats"):
-        path += "/stats"
-    return urlunsplit((parts.scheme, parts.netloc, path, parts.query, ""))
+    for known in ("/stats", "/histograms"):     # a URL copied from either endpoint
+        if path.endswith(known):
+            path = path[:-len(known)]
+            break
+    return urlunsplit((parts.scheme, parts.netloc, path + endpoint, parts.query, ""))
 
 
 def fetch_stats(url: str, timeout: float = 5.0) -> dict[str, Any]:
@@ -50,7 +54,23 @@ def fetch_stats(url: str, timeout: float = 5.0) -> dict[str, Any]:
 
     :raises ReportError: unreachable, HTTP error, or not a JSON object.
     """
-    target = stats_url(url)
+    return _fetch(stats_url(url), timeout, "a stats object")
+
+
+def fetch_histograms(url: str, timeout: float = 5.0) -> dict[str, str]:
+    """GET ``url``'s ``/histograms``: every HDR histogram of the collector by name, each in
+    the ``hdrhistogram`` package's encoding (``hdrh.histogram.HdrHistogram.decode``).
+
+    :raises ReportError: unreachable, HTTP error, or not a JSON object of strings.
+    """
+    target = stats_url(url, "/histograms")
+    doc = _fetch(target, timeout, "a histograms object")
+    if not all(isinstance(v, str) for v in doc.values()):
+        raise ReportError(f"{target}: the response is not a histograms object")
+    return doc
+
+
+def _fetch(target: str, timeout: float, what: str) -> dict[str, Any]:
     req = urllib.request.Request(target, headers={"Accept": "application/json"})
     try:
         with urllib.request.urlopen(req, timeout=timeout) as resp:
@@ -66,7 +86,7 @@ def fetch_stats(url: str, timeout: float = 5.0) -> dict[str, Any]:
     except ValueError:
         raise ReportError(f"{target}: the response is not JSON") from None
     if not isinstance(doc, dict):
-        raise ReportError(f"{target}: the response is not a stats object")
+        raise ReportError(f"{target}: the response is not {what}")
     return doc
 
 
@@ -210,6 +230,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="give up after this long (default 5)")
     parser.add_argument("--json", action="store_true",
                         help="print the raw /stats document instead of tables")
+    parser.add_argument("--histograms", action="store_true",
+                        help="print /histograms instead: {name: encoded} for every HDR "
+                             "histogram, in the hdrhistogram package's encoding (JSON)")
 
 
 def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None = None) -> int:
@@ -217,6 +240,10 @@ def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None 
     out = out if out is not None else sys.stdout
     err = err if err is not None else sys.stderr
     try:
+        if getattr(args, "histograms", False):
+            hists = fetch_histograms(args.url, timeout=args.timeout)
+            out.write(json.dumps(hists, indent=2, sort_keys=True) + "\n")
+            return EXIT_OK
         doc = fetch_stats(args.url, timeout=args.timeout)
     except ReportError as exc:
         print(f"xcol report: {exc}", file=err)

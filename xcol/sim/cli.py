@@ -6,7 +6,10 @@ Examples::
     xcol sim --exchange okx --synthetic --symbols 500 --rate 20000
     xcol sim --exchange binance-usdm --source usdm.gz --blast --blast-count 10000000
 
-SIGINT/SIGTERM stop it cleanly (exit 0).  Exit 2 on bad input.
+SIGINT/SIGTERM stop it cleanly (exit 0).  Exit 2 on bad input.  On demand, while it runs:
+SIGUSR1 drops every client of every line at once (TCP close, no close frame) and SIGUSR2
+sends Binance's ``serverShutdown`` event to every client, who are disconnected
+``--shutdown-grace`` seconds later (``kill -USR1 <pid>``).
 """
 
 from __future__ import annotations
@@ -39,6 +42,13 @@ def corpus_root() -> Path:
     """``$XCOL_CORPUS`` or ``<repo>/../shared/corpus``."""
     env = os.environ.get("XCOL_CORPUS")
     return Path(env) if env else Path(__file__).resolve().parents[2].parent / "shared" / "corpus"
+
+
+#: on-demand faults: what ``kill -USR1`` / ``kill -USR2`` do to a running ``xcol sim``
+EPILOG = """on demand, while it runs:
+  kill -USR1 PID   drop every client of every line now (TCP close, no close frame)
+  kill -USR2 PID   Binance: send serverShutdown to every client now, disconnect them
+                   --shutdown-grace seconds later (other exchanges: ignored)"""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -127,17 +137,48 @@ def _config(args: argparse.Namespace) -> object:
         seed=args.seed)
 
 
+def _on_demand(sim: Any) -> dict[signal.Signals, Callable[[], None]]:
+    """The SIGUSR1 (forced disconnect) and SIGUSR2 (``serverShutdown``) handlers of
+    ``sim``; each prints what it did, so a script driving the sim can wait for it."""
+    n_lines = len(sim.config.lines)
+
+    def disconnect() -> None:
+        n = sum(sim.disconnect(i) for i in range(n_lines))
+        print(f"  SIGUSR1: dropped {n} clients", flush=True)
+
+    def server_shutdown() -> None:
+        if not sim.config.exchange.startswith("binance"):
+            print(f"  SIGUSR2: ignored ({sim.config.exchange} has no serverShutdown event)",
+                  flush=True)
+            return
+        n = sum(sim.server_shutdown(i) for i in range(n_lines))
+        print(f"  SIGUSR2: serverShutdown sent to {n} clients, disconnect in "
+              f"{sim.config.shutdown_grace:g} s", flush=True)
+
+    return {signal.SIGUSR1: disconnect, signal.SIGUSR2: server_shutdown}
+
+
 async def _serve(args: argparse.Namespace, cfg: object) -> int:
     from xcol.sim.server import SimConfig, Simulator
 
     assert isinstance(cfg, SimConfig)
     sim = Simulator(cfg)
-    await sim.start()
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    handlers = _on_demand(sim)
+    handlers[signal.SIGINT] = handlers[signal.SIGTERM] = stop.set
+    # installed before the ports open: a client that sees the port may signal at once
+    # (SIGUSR1's default action would kill the process)
+    for sig, fn in handlers.items():
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-            loop.add_signal_handler(sig, stop.set)
+            loop.add_signal_handler(sig, fn)
+    try:
+        await sim.start()
+    except BaseException:
+        for sig in handlers:
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.remove_signal_handler(sig)
+        raise
     src = ", ".join(cfg.source) if cfg.source else f"synthetic {len(sim.instruments)} instruments"
     mode = "blast" if cfg.blast else f"speed {cfg.speed:g}"
     print(f"xcol sim {cfg.exchange}: {src} ({mode})", flush=True)
@@ -166,7 +207,7 @@ async def _serve(args: argparse.Namespace, cfg: object) -> int:
                 break
     finally:
         await sim.stop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in handlers:
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                 loop.remove_signal_handler(sig)
     st = sim.stats()

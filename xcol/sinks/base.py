@@ -16,7 +16,10 @@ import abc
 import asyncio
 import concurrent.futures
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    from xcol._fast.hdr import HdrHistogram
 
 __all__ = ["Sink", "ThreadedSink"]
 
@@ -56,6 +59,11 @@ class Sink(abc.ABC):
     def stats(self) -> dict[str, Any]:
         """The sink's own counters for ``/stats`` and ``/metrics`` (numbers, or mappings
         of numbers such as percentiles); the fan-out's queue counters come separately."""
+        return {}
+
+    def histograms(self) -> dict[str, HdrHistogram]:
+        """The sink's HDR histograms by name, unit-suffixed (``write_ns``...), for
+        ``/histograms``; the same objects whose percentiles :meth:`stats` reports."""
         return {}
 
     def __repr__(self) -> str:

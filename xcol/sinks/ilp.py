@@ -552,6 +552,10 @@ class IlpSink(Sink):
         return (self.records - self.written - self.rejected - sum(self.skipped.values())
                 - sum(self.bad.values()))
 
+    def histograms(self) -> dict[str, HdrHistogram]:
+        """Batch write and flush durations (ns)."""
+        return {"write_ns": self.write_ns, "flush_ns": self.flush_ns}
+
     def stats(self) -> dict[str, Any]:
         """Counters for ``/metrics``; ``records = written + skipped + bad + rejected +
         pending`` at all times."""

@@ -307,6 +307,10 @@ class KafkaSink(Sink):
         """Records accepted but without a final delivery report yet."""
         return self.records - self.delivered - self.failed_total
 
+    def histograms(self) -> dict[str, HdrHistogram]:
+        """Producer flush durations (ns)."""
+        return {"flush_ns": self.flush_ns}
+
     def stats(self) -> dict[str, Any]:
         """Counters, JSON-ready (``records = delivered + failed_total + pending``)."""
         summary: LatencySummary = latency_summary(self.flush_ns)

@@ -670,6 +670,13 @@ class ParquetSink(ThreadedSink):
     def open_files(self) -> int:
         return len(self._files)
 
+    def histograms(self) -> dict[str, HdrHistogram]:
+        """Flush durations (ns), and upload durations (ns) when uploading to S3."""
+        out = {"flush_ns": self.flush_ns}
+        if self.s3_bucket:
+            out["upload_ns"] = self.uploads.upload_ns
+        return out
+
     def stats(self) -> dict[str, Any]:
         """Counters for /metrics: records in, rows routed and bad, files, uploads."""
         p50, p99 = (self.flush_ns.percentiles([50.0, 99.0]) if self.flush_ns.total_count

@@ -456,6 +456,10 @@ class PostgresSink(Sink):
         conn = self._conn
         return conn is not None and not conn.is_closed() and self._ok
 
+    def histograms(self) -> dict[str, HdrHistogram]:
+        """Batch write (transaction) durations (ns)."""
+        return {"write_ns": self.write_ns}
+
     def stats(self) -> dict[str, Any]:
         """Counters for ``/stats`` and ``/metrics`` (``records = sum(rows) + skipped +
         rejected``)."""

@@ -1106,6 +1106,10 @@ class RedisSink(Sink):
 
     # -- metrics --------------------------------------------------------------------------
 
+    def histograms(self) -> dict[str, HdrHistogram]:
+        """Pipeline write durations (µs)."""
+        return {"write_us": self.write_us}
+
     def stats(self) -> dict[str, Any]:
         """Counters and the write round-trip summary (JSON-ready)."""
         h = self.write_us

@@ -119,6 +119,10 @@ class ShmSink(Sink):
         if w is not None:
             w.close()
 
+    def histograms(self) -> dict[str, HdrHistogram]:
+        """Batch write durations into the ring (ns)."""
+        return {"write_ns": self.write_ns}
+
     def stats(self) -> dict[str, Any]:
         """Counters for /metrics: ``accepted = records + too_large``."""
         w = self._w
