@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 from picows import WSMsgType, ws_connect
 
@@ -35,6 +36,7 @@ from xcol.exchanges.meta import MetadataError, fetch_instruments
 from xcol.fanout import DrainReport, FanOut
 from xcol.net.backoff import Backoff, TokenBucket
 from xcol.net.rest import RestError, get
+from xcol.net.restgate import RestGate
 from xcol.obs.http import ObsServer
 from xcol.obs.schema import latency_summary
 from xcol.sinks import build_sinks
@@ -81,6 +83,8 @@ class FeedRuntime:
     lines: list[Line] = field(default_factory=list)
     snapshots: TokenBucket | None = None
     snapshot_errors: int = 0
+    #: the budget of the REST host the snapshots go to (shared with the other feeds on it)
+    rest_gate: RestGate | None = None
     resubscribes: int = 0
     #: where the books' scales came from: "exchange" (its instrument list), "default"
     #: (the list could not be read, or ``fetch_instruments = false``), "" (not loaded yet)
@@ -107,6 +111,9 @@ class Collector:
         self._tasks: list[asyncio.Task[None]] = []
         self._paused = False
         self.started = time.time()
+        #: one request budget per REST host (``scheme://host:port``), whatever feeds use it:
+        #: Binance counts weight and bans per IP, so a 429 for one feed pauses them all
+        self.rest_gates: dict[str, RestGate] = {}
         rt = cfg.runtime
         for fc in cfg.feeds:
             # instruments are registered in start(), once their scales are known
@@ -116,7 +123,8 @@ class Collector:
             eng.book_ladder = rt.book_ladder
             eng.stage_timing = rt.stage_latency
             fr = FeedRuntime(fc, eng, snapshots=TokenBucket(rt.resync.rate_per_s,
-                                                            rt.resync.burst))
+                                                            rt.resync.burst),
+                             rest_gate=self._rest_gate(fc))
             n = 0
             for ep in fc.endpoints:
                 for conn in protocols.connections(fc.exchange, ep, fc.symbols, fc.channels):
@@ -125,6 +133,23 @@ class Collector:
                     fr.lines.append(Line(fr, n, ep, conn))
                     n += 1
             self.feeds.append(fr)
+
+    def _rest_gate(self, fc: FeedConfig) -> RestGate | None:
+        """The shared :class:`RestGate` of ``fc``'s REST host (None: no REST snapshots)."""
+        if not fc.exchange.startswith("binance"):
+            return None  # OKX and Deribit resync in the stream
+        parts = urlsplit(fc.rest)
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        host = f"{parts.scheme}://{parts.hostname}:{port}"
+        budget = self.cfg.runtime.resync.weight_per_minute or protocols.rest_weight_limit(
+            fc.exchange)
+        gate = self.rest_gates.get(host)
+        if gate is None:
+            gate = self.rest_gates[host] = RestGate(host, budget)
+        elif budget and (not gate.weight_per_minute or budget < gate.weight_per_minute):
+            # feeds of different markets on one host: the tighter budget holds for all
+            gate.weight_per_minute = budget
+        return gate
 
     # ---------------------------------------------------------- lifecycle
 
@@ -425,25 +450,34 @@ class Collector:
 
     async def _snapshot_loop(self, fr: FeedRuntime) -> None:
         """Binance: load a REST snapshot into every book that waits for one (rate-limited
-        per feed, ``runtime.resync``)."""
+        per feed, ``runtime.resync``, and per REST host: a weight budget per minute, and
+        no request at all while the host is paused after a 429/418)."""
         if not fr.cfg.exchange.startswith("binance") or "depth" not in fr.cfg.channels:
             return
         eng = fr.engine
+        gate = fr.rest_gate
+        assert gate is not None and fr.snapshots is not None
         while not self._stopping.is_set():
             await asyncio.sleep(0.02)
             for sym in fr.cfg.symbols:
                 book = eng.book(sym)
                 if book.synced or book.pending == 0:
                     continue
-                assert fr.snapshots is not None
-                if not fr.snapshots.try_acquire(1):
-                    continue
                 req = protocols.snapshot_request(fr.cfg.exchange, fr.cfg.rest, sym)
                 assert req is not None
+                # the host's pause and weight first: a refused try must not eat a token
+                if gate.delay_for(req.weight) > 0:
+                    break
+                if not fr.snapshots.try_acquire(1):
+                    continue
+                gate.spend(req.weight)
                 try:
                     body = await get(req.url, timeout=10.0)
                 except RestError as exc:
                     fr.snapshot_errors += 1
+                    if exc.status in (418, 429):
+                        self._rest_rejected(fr, gate, exc)
+                        break
                     log.warning("%s %s: snapshot failed: %s", fr.cfg.exchange, sym, exc)
                     continue
                 if self._on_snapshot is not None:
@@ -456,6 +490,18 @@ class Collector:
                     if ln.listener is not None:
                         ln.listener.flush()
                         break
+
+    def _rest_rejected(self, fr: FeedRuntime, gate: RestGate, exc: RestError) -> None:
+        """A snapshot request got 429/418: pause every snapshot to that host until its
+        Retry-After (a default when absent), and say so once per pause."""
+        pause, new = gate.reject(exc.status, exc.retry_after)
+        if not new:
+            return
+        what = "IP banned (HTTP 418)" if exc.status == 418 else "rate limited (HTTP 429)"
+        after = ("Retry-After absent or unreadable, default pause" if exc.retry_after is None
+                 else f"Retry-After {exc.retry_after:g} s")
+        log.warning("%s: REST %s on a %s snapshot; no snapshot request to that host for "
+                    "%.1f s (%s)", gate.host, what, fr.cfg.exchange, pause, after)
 
     async def _resubscribe_loop(self, fr: FeedRuntime) -> None:
         """OKX/Deribit: resync a book that lost sync by resubscribing its channel on the
@@ -591,6 +637,8 @@ class Collector:
                              "scales": fr.scales or "pending",
                              "fetch_failures": fr.instrument_fetch_failures}
                             for fr in self.feeds],
+            # per REST host: snapshot requests, weight spent, 429/418 and their pauses
+            "rest": [g.stats() for g in self.rest_gates.values()],
             "uptime_s": time.time() - self.started,
         }
 

@@ -4,9 +4,12 @@
 :mod:`xcol.obs.report`).
 
 ``xcol replay FILE... [--json] [--strict]`` replays captures through the engine and checks
-the books against the exchanges' own oracles.  Exit status: 0 success; 1 with ``--strict``
-when an oracle mismatched, a sequence gap occurred or a book ended unsynced; 2 on bad input
-(missing or unreadable file, unknown format, mixed markets), with one line on stderr.
+the books against the exchanges' own oracles.  A gzip capture that was cut off is replayed
+up to its last complete line and named on stderr as truncated.  Exit status: 0 success;
+1 with ``--strict`` when an oracle mismatched, a sequence gap occurred, a book ended
+unsynced or a file was truncated; 2 on bad input (missing or unreadable file, unknown
+format, a gzip file cut off before its first complete line, mixed markets), with one line
+on stderr.
 """
 
 from __future__ import annotations
@@ -49,7 +52,7 @@ def _build_parser() -> argparse.ArgumentParser:
     rp.add_argument(
         "--strict",
         action="store_true",
-        help="exit 1 on any oracle mismatch, sequence gap or unsynced book",
+        help="exit 1 on any oracle mismatch, sequence gap, unsynced book or truncated file",
     )
     rp.add_argument(
         "--corpus-root", metavar="DIR", default=None,
@@ -170,6 +173,9 @@ def _cmd_replay(args: argparse.Namespace) -> int:
         sys.stdout.write(json.dumps(report.to_json()) + "\n")
     else:
         _print_human(report, sys.stdout)
+    for t in report.truncated:
+        print(f"xcol replay: {t['file']}: truncated after {t['lines']:,} complete lines "
+              f"({t['reason']}); the lines before the cut were replayed", file=sys.stderr)
     failures = report.strict_failures()
     if args.strict and failures:
         if not args.json:

@@ -247,10 +247,14 @@ class RotationConfig:
 
 @dataclass(frozen=True)
 class ResyncConfig:
-    """Snapshot-storm protection: REST snapshot requests per feed, token bucket."""
+    """Snapshot-storm protection: REST snapshot requests per feed (token bucket), and per
+    REST host (a weight budget per minute; 429/418 pause the host until Retry-After)."""
 
     rate_per_s: float = field(default=1.0, metadata=_meta("sustained snapshots/s", _positive))
     burst: int = field(default=5, metadata=_meta("snapshots allowed at once", _positive))
+    weight_per_minute: int = field(default=0, metadata=_meta(
+        "REST weight the snapshots of all feeds may spend per host per minute (0: the "
+        "exchange's IP limit: Binance spot 6000, futures 2400)", _non_negative))
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,11 @@ Two capture formats are read (see ``corpus/README.md``):
 
 Several files are replayed in order as ONE continuous capture, through one engine.
 
+A gzip capture that was cut off (``xcol record`` killed, a disk that filled up) is read up
+to its last complete line: every line before the cut is replayed, and the report lists
+the file under ``truncated`` (and counts it as an error) instead of refusing the whole
+capture.  Only a file with no complete line at all is bad input.
+
 Oracles:
 
 * Binance: a ``bookTicker`` carries the best bid/ask at update id ``u``; whenever a depth
@@ -26,14 +31,13 @@ Oracles:
 
 from __future__ import annotations
 
-import gzip
 import json
 import re
 import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, NamedTuple, cast
+from typing import IO, Any, NamedTuple
 from urllib.parse import parse_qs, urlsplit
 
 from xcol._fast.book import Book
@@ -48,6 +52,7 @@ __all__ = [
     "OracleResult",
     "ReplayError",
     "ReplayReport",
+    "TruncatedCapture",
     "detect_format",
     "detect_market",
     "read_cryptofeed_http",
@@ -79,6 +84,8 @@ _APPLIED_KEEP = 1 << 16  # top-of-book history kept per instrument for late book
 _PENDING_KEEP = 1 << 16  # bookTickers kept waiting for their depth event
 
 _GZIP_MAGIC = b"\x1f\x8b"
+_GZIP_WBITS = 31  # zlib: a gzip header and trailer (CRC-32, size) around deflate data
+_READ_CHUNK = 1 << 20
 _RE_CF_HEADER = re.compile(rb"^\S+ <-> \S+\s*$")
 _RE_CF_SENT = re.compile(rb"^\S+ <- [0-9.]+: ")
 _RE_CF_MSG = re.compile(rb"^[0-9]+(\.[0-9]*)?: ")
@@ -97,6 +104,23 @@ class ReplayError(Exception):
         super().__init__(f"{path}: {problem}")
         self.path = path
         self.problem = problem
+
+
+class TruncatedCapture(Exception):
+    """A gzip capture stops before its end: cut off (no end-of-stream marker) or corrupt
+    from some point on.  Raised by the readers after they yielded every complete line
+    before that point.
+
+    :ivar path: the file.
+    :ivar lines: complete lines read before the cut.
+    :ivar reason: what is wrong, in words.
+    """
+
+    def __init__(self, path: str, lines: int, reason: str) -> None:
+        super().__init__(f"{path}: truncated after {lines} complete lines ({reason})")
+        self.path = path
+        self.lines = lines
+        self.reason = reason
 
 
 class Line(NamedTuple):
@@ -172,10 +196,16 @@ class ReplayReport:
     counters: dict[str, Any] = field(default_factory=dict)
     mismatch_samples: list[str] = field(default_factory=list)
     companions: list[str] = field(default_factory=list)
+    #: files that were cut off: ``{"file", "lines", "reason"}`` each (``lines``: the
+    #: complete lines read before the cut, all of them replayed)
+    truncated: list[dict[str, Any]] = field(default_factory=list)
 
     def strict_failures(self) -> list[str]:
-        """Why ``--strict`` fails: oracle mismatches, gaps, unsynced books (empty if none)."""
+        """Why ``--strict`` fails: oracle mismatches, gaps, unsynced books, truncated
+        files (empty if none)."""
         out: list[str] = []
+        if self.truncated:
+            out.append(f"truncated: {', '.join(t['file'] for t in self.truncated)}")
         if self.oracle.mismatched:
             out.append(f"{self.oracle.mismatched} oracle mismatches ({self.oracle.kind})")
         if self.gaps:
@@ -202,36 +232,86 @@ class ReplayReport:
                 "mismatched": self.oracle.mismatched,
             },
             "instruments": {name: st.to_json() for name, st in self.instruments.items()},
+            "truncated": [dict(t) for t in self.truncated],
         }
 
 
 # ----------------------------------------------------------------------------- readers
 
 
-def _open(path: Path) -> IO[bytes]:
-    """Open a capture for binary line reading, gunzipping it if it starts with gzip magic."""
-    fh: IO[bytes] = open(path, "rb")  # noqa: SIM115 - returned to the caller
-    try:
+def _lines(path: Path) -> Iterator[bytes]:
+    """The lines of a capture (with their line feed), gunzipped if it starts with gzip
+    magic.  A gzip file that stops early yields its complete lines, then raises
+    :class:`TruncatedCapture`."""
+    with open(path, "rb") as fh:
         magic = fh.read(2)
         fh.seek(0)
-    except OSError:
-        fh.close()
-        raise
-    if magic == _GZIP_MAGIC:
-        fh.close()
-        return cast(IO[bytes], gzip.open(path, "rb"))
-    return fh
+        if magic == _GZIP_MAGIC:
+            yield from _gzip_lines(fh, str(path))
+        else:
+            yield from fh
+
+
+def _gzip_lines(fh: IO[bytes], name: str) -> Iterator[bytes]:
+    """The lines of a gzip stream of one or more members (``xcol record`` appends a member
+    per run), decompressed incrementally so that a cut-off stream still gives every line
+    before the cut; :mod:`gzip` raises at the cut and loses the lines it had buffered."""
+    dec = zlib.decompressobj(_GZIP_WBITS)
+    in_member = False  # bytes of an unfinished member were fed to ``dec``
+    tail = b""  # decompressed bytes after the last line feed
+    lines = 0
+    reason: str | None = None
+    while reason is None:
+        chunk = fh.read(_READ_CHUNK)
+        if not chunk:
+            if in_member:
+                reason = "the gzip stream ends before its end-of-stream marker"
+            break
+        while chunk:
+            if not in_member and not chunk.strip(b"\0"):
+                break  # zero padding after the last member, as gzip(1) allows
+            try:
+                out = dec.decompress(chunk)
+            except zlib.error as exc:
+                # deflate may have turned the damage into garbage lines before this:
+                # they were yielded, and the readers refuse them as malformed
+                reason = f"corrupt gzip data: {exc}"
+                break
+            in_member = True
+            chunk = b""
+            if dec.eof:  # the member is complete (CRC checked); another may follow
+                chunk = dec.unused_data
+                dec = zlib.decompressobj(_GZIP_WBITS)
+                in_member = False
+            if out:
+                parts = (tail + out).split(b"\n")
+                tail = parts.pop()
+                lines += len(parts)
+                for part in parts:
+                    yield part + b"\n"
+    if reason is None:
+        if tail:
+            yield tail  # a complete stream whose last line has no line feed
+        return
+    if tail:
+        reason += f"; an incomplete last line of {len(tail)} bytes was dropped"
+    raise TruncatedCapture(name, lines, reason)
+
+
+def _until_truncated(lines: Iterable[bytes]) -> Iterator[bytes]:
+    """``lines`` up to a :class:`TruncatedCapture` (which ends them quietly)."""
+    try:
+        yield from lines
+    except TruncatedCapture:
+        return
 
 
 def _first_line(path: Path) -> bytes:
     """The first non-blank line (its first 4 KiB), or b"" for an empty file."""
-    with _open(path) as fh:
-        while True:
-            line = fh.readline(4096)
-            if not line:
-                return b""
-            if line.strip():
-                return line
+    for line in _lines(path):
+        if line.strip():
+            return line[:4096]
+    return b""
 
 
 def detect_format(path: str | Path) -> str:
@@ -243,6 +323,9 @@ def detect_format(path: str | Path) -> str:
     p = Path(path)
     try:
         first = _first_line(p)
+    except TruncatedCapture as exc:
+        raise ReplayError(str(path), f"truncated before its first complete line "
+                                     f"({exc.reason})") from None
     except (OSError, EOFError, zlib.error) as exc:
         raise ReplayError(str(path), f"cannot read: {_oserror_text(exc)}") from None
     if not first:
@@ -264,40 +347,45 @@ def detect_format(path: str | Path) -> str:
 
 
 def read_hftbacktest(path: str | Path) -> Iterator[Line]:
-    """Lines of an hftbacktest-style capture: ``<ns> <json>`` (gzip or plain)."""
-    with _open(Path(path)) as fh:
-        for lineno, raw in enumerate(fh, 1):
-            sp = raw.find(b" ")
-            if sp <= 0:
-                if raw.strip():
-                    yield Line(lineno, 0.0, raw, "expected '<ns> <json>'")
-                continue
-            head = raw[:sp]
-            if not head.isdigit():
-                yield Line(lineno, 0.0, raw, "expected '<ns> <json>' (bad timestamp)")
-                continue
-            yield Line(lineno, int(head) / 1e9, raw[sp + 1 :].rstrip(b"\r\n"))
+    """Lines of an hftbacktest-style capture: ``<ns> <json>`` (gzip or plain).
+
+    :raises TruncatedCapture: after the last complete line of a cut-off gzip file.
+    """
+    for lineno, raw in enumerate(_lines(Path(path)), 1):
+        sp = raw.find(b" ")
+        if sp <= 0:
+            if raw.strip():
+                yield Line(lineno, 0.0, raw, "expected '<ns> <json>'")
+            continue
+        head = raw[:sp]
+        if not head.isdigit():
+            yield Line(lineno, 0.0, raw, "expected '<ns> <json>' (bad timestamp)")
+            continue
+        yield Line(lineno, int(head) / 1e9, raw[sp + 1 :].rstrip(b"\r\n"))
 
 
 def read_cryptofeed_ws(path: str | Path) -> Iterator[Line]:
-    """Received messages of a cryptofeed ``X.ws.N.M`` capture (header and sent lines skipped)."""
-    with _open(Path(path)) as fh:
-        for lineno, raw in enumerate(fh, 1):
-            head, sep, data = raw.partition(b": ")
-            if not sep:
-                if lineno == 1 and _RE_CF_HEADER.match(raw):
-                    continue
-                if raw.strip():
-                    yield Line(lineno, 0.0, raw, "expected '<ts>: <message>'")
+    """Received messages of a cryptofeed ``X.ws.N.M`` capture (header and sent lines
+    skipped).
+
+    :raises TruncatedCapture: after the last complete line of a cut-off gzip file.
+    """
+    for lineno, raw in enumerate(_lines(Path(path)), 1):
+        head, sep, data = raw.partition(b": ")
+        if not sep:
+            if lineno == 1 and _RE_CF_HEADER.match(raw):
                 continue
-            try:
-                ts = float(head)
-            except ValueError:
-                if b" <- " in head:
-                    continue  # a message the client sent
+            if raw.strip():
                 yield Line(lineno, 0.0, raw, "expected '<ts>: <message>'")
-                continue
-            yield Line(lineno, ts, data.rstrip(b"\r\n"))
+            continue
+        try:
+            ts = float(head)
+        except ValueError:
+            if b" <- " in head:
+                continue  # a message the client sent
+            yield Line(lineno, 0.0, raw, "expected '<ts>: <message>'")
+            continue
+        yield Line(lineno, ts, data.rstrip(b"\r\n"))
 
 
 class _HttpRecord(NamedTuple):
@@ -309,17 +397,16 @@ class _HttpRecord(NamedTuple):
 
 def read_cryptofeed_http(path: str | Path) -> Iterator[tuple[int, float, str, bytes]]:
     """``(lineno, ts, url, body)`` of each ``<url> -> <ts>: <body>`` line of a companion."""
-    with _open(Path(path)) as fh:
-        for lineno, raw in enumerate(fh, 1):
-            head, sep, body = raw.partition(b": ")
-            url, arrow, ts = head.partition(b" -> ")
-            if not sep or not arrow:
-                continue
-            try:
-                t = float(ts)
-            except ValueError:
-                continue
-            yield lineno, t, url.decode("utf-8", "replace"), body.rstrip(b"\r\n")
+    for lineno, raw in enumerate(_lines(Path(path)), 1):
+        head, sep, body = raw.partition(b": ")
+        url, arrow, ts = head.partition(b" -> ")
+        if not sep or not arrow:
+            continue
+        try:
+            t = float(ts)
+        except ValueError:
+            continue
+        yield lineno, t, url.decode("utf-8", "replace"), body.rstrip(b"\r\n")
 
 
 # ------------------------------------------------------------------ market detection
@@ -412,9 +499,11 @@ def detect_market(path: str | Path, fmt: str | None = None) -> str:
                 market = _market_from_url(url)
                 if market is not None:
                     return market
-            found = _sniff_market(ln.data for ln in read_cryptofeed_ws(path) if not ln.error)
+            found = _sniff_market(_until_truncated(
+                ln.data for ln in read_cryptofeed_ws(path) if not ln.error))
         else:
-            found = _sniff_market(ln.data for ln in read_hftbacktest(path) if not ln.error)
+            found = _sniff_market(_until_truncated(
+                ln.data for ln in read_hftbacktest(path) if not ln.error))
     except (OSError, EOFError, zlib.error) as exc:
         raise ReplayError(str(path), f"cannot read: {_oserror_text(exc)}") from None
     if found is None:
@@ -467,6 +556,7 @@ class _Replayer:
         self.checked = 0
         self.mismatched = 0
         self.mismatch_samples: list[str] = []
+        self.truncated: list[dict[str, Any]] = []
 
     # -------------------------------------------------------------- helpers
 
@@ -474,6 +564,11 @@ class _Replayer:
         self.errors += 1
         if len(self.error_samples) < _MAX_SAMPLES:
             self.error_samples.append(f"{where}: {message}")
+
+    def truncation(self, name: str, exc: TruncatedCapture) -> None:
+        """Record that ``name`` was cut off after ``exc.lines`` complete lines."""
+        self.truncated.append({"file": name, "lines": exc.lines, "reason": exc.reason})
+        self.error(name, f"truncated after {exc.lines} complete lines ({exc.reason})")
 
     def register(self, symbol: str) -> int:
         """Register ``symbol`` with its metadata scales (engine default if unknown)."""
@@ -617,29 +712,33 @@ class _Replayer:
         held: tuple[bytes, int] | None = None
         file_insts: set[int] = set()
         engine = self.engine
-        for lineno, _ts, data, err in read_hftbacktest(path):
-            if err is not None:
-                self.error(f"{name}:{lineno}", err)
-                continue
-            self.messages += 1
-            if held is not None:
-                sym = self.peek_symbol(data)
-                if sym is not None:
-                    self.snapshot(sym, held[0], f"{name}:{held[1]}")
-                    file_insts.add(engine.instrument_id(sym))
-                    held = None
-            r = self.feed(data, name, lineno)
-            if r == _R_REST_SNAPSHOT:
-                if len(file_insts) == 1:
-                    inst = next(iter(file_insts))
-                    self.snapshot(engine.instruments[inst], data, f"{name}:{lineno}")
-                elif not file_insts:
-                    held = (data, lineno)
-                else:
-                    self.error(f"{name}:{lineno}", "a REST snapshot without a symbol in a "
-                               "file with several instruments: cannot tell whose it is")
-            elif 0 <= r <= _R_TRADE and len(file_insts) < 2:
-                file_insts.add(engine.last_inst)
+        cut: TruncatedCapture | None = None
+        try:
+            for lineno, _ts, data, err in read_hftbacktest(path):
+                if err is not None:
+                    self.error(f"{name}:{lineno}", err)
+                    continue
+                self.messages += 1
+                if held is not None:
+                    sym = self.peek_symbol(data)
+                    if sym is not None:
+                        self.snapshot(sym, held[0], f"{name}:{held[1]}")
+                        file_insts.add(engine.instrument_id(sym))
+                        held = None
+                r = self.feed(data, name, lineno)
+                if r == _R_REST_SNAPSHOT:
+                    if len(file_insts) == 1:
+                        inst = next(iter(file_insts))
+                        self.snapshot(engine.instruments[inst], data, f"{name}:{lineno}")
+                    elif not file_insts:
+                        held = (data, lineno)
+                    else:
+                        self.error(f"{name}:{lineno}", "a REST snapshot without a symbol in a "
+                                   "file with several instruments: cannot tell whose it is")
+                elif 0 <= r <= _R_TRADE and len(file_insts) < 2:
+                    file_insts.add(engine.last_inst)
+        except TruncatedCapture as exc:
+            cut = exc  # what was read still settles a held snapshot below
         if held is not None:
             symbols = engine.instruments
             if len(symbols) == 1:
@@ -647,6 +746,8 @@ class _Replayer:
             else:
                 self.error(f"{name}:{held[1]}", "a REST snapshot without a symbol and no "
                            "stream message to tell whose it is")
+        if cut is not None:
+            raise cut
 
     def run_cryptofeed(self, path: Path, name: str, snaps: list[_HttpRecord],
                        pos: int) -> int:
@@ -735,6 +836,7 @@ class _Replayer:
             counters=dict(engine.counters()),
             mismatch_samples=list(self.mismatch_samples),
             companions=companions,
+            truncated=list(self.truncated),
         )
 
 
@@ -764,8 +866,13 @@ def replay(paths: Sequence[str], *, corpus_root: str | Path | None = None) -> Re
         cryptofeed ``X.ws.N.M``); all must be of the same market.
     :param corpus_root: directory relative ``paths`` are looked up under (default: the
         current directory).
-    :raises ReplayError: a file is missing, unreadable, of unknown format, of an
-        undetectable market, or of a different market than the others.
+    A gzip file cut off part-way (``xcol record`` killed) is replayed up to its last
+    complete line and listed in the report's ``truncated``; the replay goes on with the
+    next file.
+
+    :raises ReplayError: a file is missing, unreadable, of unknown format (including a
+        gzip file cut off before its first complete line), of an undetectable market, or
+        of a different market than the others.
     """
     if not paths:
         raise ReplayError("-", "no capture files given")
@@ -796,16 +903,18 @@ def replay(paths: Sequence[str], *, corpus_root: str | Path | None = None) -> Re
         except OSError as exc:
             raise ReplayError(str(mp), f"cannot read: {_oserror_text(exc)}") from None
 
+    rp = _Replayer(market, meta)
     snaps: list[_HttpRecord] = []
     for hp in http_files:
         try:
             for lineno, ts, url, body in read_cryptofeed_http(hp):
                 snaps.append(_HttpRecord(ts, url, body, f"{hp}:{lineno}"))
+        except TruncatedCapture as exc:
+            rp.truncation(str(hp), exc)
         except (OSError, EOFError, zlib.error) as exc:
             raise ReplayError(str(hp), f"cannot read: {_oserror_text(exc)}") from None
     snaps.sort(key=lambda s: s.ts)  # stable: same-time snapshots keep file order
 
-    rp = _Replayer(market, meta)
     pos = 0
     for name, p, fmt, _m in plan:
         try:
@@ -813,6 +922,9 @@ def replay(paths: Sequence[str], *, corpus_root: str | Path | None = None) -> Re
                 rp.run_hftbacktest(p, name)
             else:
                 pos = rp.run_cryptofeed(p, name, snaps, pos)
+        except TruncatedCapture as exc:
+            # every complete line before the cut was replayed; the next file continues
+            rp.truncation(name, exc)
         except (OSError, EOFError, zlib.error) as exc:
             raise ReplayError(name, f"cannot read: {_oserror_text(exc)}") from None
     for rec in snaps[pos:]:

@@ -122,6 +122,16 @@ def snapshot_request(market: str, rest: str, symbol: str) -> SnapshotRequest | N
     return None
 
 
+#: REST request weight each market allows one IP per minute (Binance ``REQUEST_WEIGHT``,
+#: as ``exchangeInfo`` ``rateLimits`` states it: spot 6000, USD-M and COIN-M futures 2400)
+REST_WEIGHT_PER_MINUTE = {"binance-spot": 6000, "binance-usdm": 2400, "binance-coinm": 2400}
+
+
+def rest_weight_limit(market: str) -> int:
+    """The REST weight ``market`` allows one IP per minute (0: no weight limit known)."""
+    return REST_WEIGHT_PER_MINUTE.get(market, 0)
+
+
 def resubscribe_book(market: str, symbol: str, next_id: int) -> tuple[str, ...]:
     """OKX/Deribit: the messages that make a line send a fresh in-stream snapshot of
     ``symbol``'s book (unsubscribe, then subscribe again); empty for Binance, whose books

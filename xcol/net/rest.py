@@ -10,16 +10,50 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+import time
+from email.utils import parsedate_to_datetime
 from urllib.parse import urlsplit
 
 
 class RestError(Exception):
-    """A REST request failed; the message names the URL and the reason."""
+    """A REST request failed; the message names the URL and the reason.
 
-    def __init__(self, url: str, reason: str, status: int = 0) -> None:
+    ``status`` is the HTTP status (0: no answer); ``retry_after`` the seconds the server
+    asked the client to wait (its ``Retry-After`` header; None when absent or unreadable).
+    """
+
+    def __init__(self, url: str, reason: str, status: int = 0,
+                 retry_after: float | None = None) -> None:
         super().__init__(f"GET {url}: {reason}")
         self.url = url
         self.status = status
+        self.retry_after = retry_after
+
+
+def parse_retry_after(value: bytes | str, now: float | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` value: delay-seconds (Binance sends these)
+    or an HTTP-date (RFC 9110); None when it is neither.  A date in the past is 0.
+
+    :param now: the wall-clock time a date is measured from (default: now).
+    """
+    text = value.decode("latin-1") if isinstance(value, bytes) else value
+    text = text.strip()
+    if not text:
+        return None
+    try:
+        secs = float(text)
+    except ValueError:
+        pass
+    else:
+        # nan/inf or a negative delay are not delays; refuse them rather than sleep forever
+        return secs if 0.0 <= secs < float("inf") else None
+    try:
+        when = parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        return None  # RFC 9110 dates are GMT; one without a zone is not one
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
 def _dechunk(body: bytes, url: str) -> bytes:
@@ -86,6 +120,8 @@ async def get(url: str, timeout: float = 10.0, max_bytes: int = 64 * 1024 * 1024
     elif b"content-length" in headers:
         body = body[:int(headers[b"content-length"])]
     if status != 200:
-        retry = headers.get(b"retry-after", b"").decode() or "-"
-        raise RestError(url, f"HTTP {status} (Retry-After {retry}): {body[:200]!r}", status)
+        raw_retry = headers.get(b"retry-after", b"")
+        retry = raw_retry.decode("latin-1") or "-"
+        raise RestError(url, f"HTTP {status} (Retry-After {retry}): {body[:200]!r}", status,
+                        parse_retry_after(raw_retry) if raw_retry else None)
     return body

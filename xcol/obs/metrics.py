@@ -340,6 +340,28 @@ def render_stats(stats: Mapping[str, Any], registry: Registry | None = None) -> 
                             reg.gauge(name, f"Sink statistic {key!r} (see docs/sinks.md).",
                                       float(x), {**lab, "stat": sub})
 
+    for r in _each(stats.get("rest")):
+        lab = {"host": r.get("host")}
+        reg.counter("xcol_rest_requests_total", "REST snapshot requests sent to the host.",
+                    _num(r.get("requests")), lab)
+        for status, key in (("429", "rate_limited"), ("418", "banned")):
+            reg.counter("xcol_rest_rejected_total",
+                        "REST answers 429 (rate limited) and 418 (IP banned), by status.",
+                        _num(r.get(key)), {**lab, "status": status})
+        reg.counter("xcol_rest_pauses_total",
+                    "Pauses of every snapshot request to the host after a 429/418.",
+                    _num(r.get("pauses")), lab)
+        reg.counter("xcol_rest_paused_seconds_total",
+                    "Seconds of pause imposed on the host (Retry-After, or the default).",
+                    _num(r.get("paused_s")), lab)
+        reg.gauge("xcol_rest_paused_for_seconds",
+                  "Seconds left in the host's current pause (0: requests allowed).",
+                  _num(r.get("paused_for_s")), lab)
+        reg.gauge("xcol_rest_weight_used", "REST weight spent on the host in the last 60 s.",
+                  _num(r.get("weight_used_1m")), lab)
+        reg.gauge("xcol_rest_weight_limit", "REST weight budget per minute (0: none).",
+                  _num(r.get("weight_limit_1m")), lab)
+
     if "uptime_s" in stats:
         reg.gauge("xcol_uptime_seconds", "Seconds since the collector started.",
                   _num(stats["uptime_s"]))

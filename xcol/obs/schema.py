@@ -20,6 +20,7 @@ __all__ = [
     "LagSummary",
     "LatencyStats",
     "LatencySummary",
+    "RestHostStats",
     "SinkStats",
     "Stats",
     "StreamStats",
@@ -111,6 +112,20 @@ class Counters(TypedDict):
     dropped: int
 
 
+class RestHostStats(TypedDict):
+    """One REST host's snapshot budget (:class:`~xcol.net.restgate.RestGate`)."""
+
+    host: str  # scheme://host:port
+    requests: int  # snapshot requests sent
+    weight_used_1m: int  # weight spent in the last 60 s
+    weight_limit_1m: int  # the budget per minute (0: none)
+    rate_limited: int  # HTTP 429 answers
+    banned: int  # HTTP 418 answers
+    pauses: int  # pauses started after a 429/418
+    paused_s: float  # seconds of pause imposed in total
+    paused_for_s: float  # seconds left in the current pause (0: not paused)
+
+
 class Stats(TypedDict):
     """The ``/stats`` document."""
 
@@ -119,6 +134,7 @@ class Stats(TypedDict):
     latency: LatencyStats
     sinks: list[SinkStats]
     counters: Counters
+    rest: NotRequired[list[RestHostStats]]  # per REST host (Binance snapshots)
     uptime_s: NotRequired[float]
     version: NotRequired[str]
 

@@ -89,6 +89,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     proto.add_argument("--okx-heartbeat", type=float, default=0.0,
                        help="seconds without change before OKX's empty update (0: off)")
     proto.add_argument("--deribit-min-heartbeat", type=float, default=10.0)
+    proto.add_argument("--rest-reject", type=int, default=0, metavar="N",
+                       help="Binance: answer the first N REST depth requests with "
+                            "--rest-reject-status instead of a snapshot")
+    proto.add_argument("--rest-reject-status", type=int, choices=(429, 418), default=429)
+    proto.add_argument("--rest-retry-after", default="1", metavar="S",
+                       help="Retry-After header of the rejected depth requests "
+                            "(empty: none)")
     bl = parser.add_argument_group("blast")
     bl.add_argument("--blast", action="store_true",
                     help="pre-framed USD-M frames of the capture as fast as flow control "
@@ -122,6 +129,8 @@ def _config(args: argparse.Namespace) -> object:
             source = [str(default)]
     if args.lines < 1:
         raise ValueError("--lines must be at least 1")
+    if args.rest_reject < 0:
+        raise ValueError("--rest-reject must be >= 0")
     lines = line_configs(args.lines, delay_ms=args.delay_ms, jitter_ms=args.jitter_ms,
                          drop_rate=args.drop_rate, malformed_rate=args.malformed_rate,
                          disconnect_every=args.disconnect_every)
@@ -134,7 +143,8 @@ def _config(args: argparse.Namespace) -> object:
         blast=args.blast, blast_count=args.blast_count,
         blast_max_bytes=args.blast_max_bytes, blast_rate=args.blast_rate,
         tls_cert=args.tls_cert, tls_key=args.tls_key, timer_spin_ms=args.timer_spin_ms,
-        seed=args.seed)
+        rest_reject=args.rest_reject, rest_reject_status=args.rest_reject_status,
+        rest_retry_after=args.rest_retry_after, seed=args.seed)
 
 
 def _on_demand(sim: Any) -> dict[signal.Signals, Callable[[], None]]:

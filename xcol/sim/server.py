@@ -140,6 +140,11 @@ class SimConfig:
     :param tls_key: PEM private key for ``tls_cert``.
     :param timer_spin_ms: delayed lines wake this early and poll the clock on each event-loop
         turn until a frame is due (sub-millisecond delays; costs CPU while waiting; 0: off).
+    :param rest_reject: Binance: answer the first N REST depth requests with
+        ``rest_reject_status`` instead of a snapshot (as an exchange over its rate limit).
+    :param rest_reject_status: 429 (rate limited) or 418 (IP banned).
+    :param rest_retry_after: the ``Retry-After`` header of those answers, as sent (empty:
+        no header).
     """
 
     exchange: str = "binance-usdm"
@@ -164,6 +169,9 @@ class SimConfig:
     tls_cert: str | None = None
     tls_key: str | None = None
     timer_spin_ms: float = 1.0
+    rest_reject: int = 0
+    rest_reject_status: int = 429
+    rest_retry_after: str = "1"
     seed: int = 1
 
 
@@ -649,6 +657,15 @@ class Simulator:
         self._running = asyncio.Event()
         self._running.set()
         self._started = False
+        if config.rest_reject < 0:
+            raise ValueError(f"rest_reject must be >= 0, got {config.rest_reject}")
+        if config.rest_reject_status not in (418, 429):
+            raise ValueError(f"rest_reject_status must be 418 or 429, got "
+                             f"{config.rest_reject_status}")
+        self._rest_reject = (config.rest_reject, config.rest_reject_status,
+                             config.rest_retry_after)
+        self.depth_requests: list[tuple[float, int]] = []
+        """(``time.monotonic()``, HTTP status answered) of every REST depth request."""
 
     # --------------------------------------------------------------- lifecycle
 
@@ -760,6 +777,14 @@ class Simulator:
             self._drop_next = {ln.index for ln in self.lines}
         elif line is not None:
             self._drop_next = {line}
+
+    def reject_depth(self, n: int, status: int = 429, retry_after: str = "1") -> None:
+        """Answer the next ``n`` REST depth requests with ``status`` (429 or 418) and
+        ``Retry-After: retry_after`` (empty: no header) instead of a snapshot."""
+        if n < 0 or status not in (418, 429):
+            raise ValueError(f"reject_depth needs n >= 0 and status 418 or 429, got {n}, "
+                             f"{status}")
+        self._rest_reject = (n, status, retry_after)
 
     def emit_heartbeat(self, inst: str) -> None:
         """OKX: send the empty update (seqId == prevSeqId) of ``inst`` now."""
@@ -1023,8 +1048,8 @@ class Simulator:
             upgrade = (request.headers.get("Upgrade") or "").lower()
             if upgrade != "websocket":
                 ln.stats.rest_requests += 1
-                status, body = self._rest(path, query)
                 headers = {"Content-Type": "application/json"}
+                status, body = self._rest(path, query, headers)
                 if status == 200:
                     resp = WSUpgradeResponse.create_ok_response(body, headers)
                 else:
@@ -1057,7 +1082,8 @@ class Simulator:
             return _Session(ln, path, query, route, False, streams)
         return None
 
-    def _rest(self, path: str, query: dict[str, list[str]]) -> tuple[int, bytes]:
+    def _rest(self, path: str, query: dict[str, list[str]],
+              headers: dict[str, str]) -> tuple[int, bytes]:
         ex = self.config.exchange
         feed = self.feed
         if isinstance(feed, BinanceFeed):
@@ -1069,23 +1095,9 @@ class Simulator:
             if path == prefix + "time":
                 return 200, _json({"serverTime": _now_ms()})
             if path == prefix + "depth":
-                sym = (query.get("symbol") or [""])[0].upper()
-                if not sym:
-                    return 400, _json({"code": -1102, "msg": "Mandatory parameter 'symbol' was "
-                                       "not sent, was empty/null, or malformed."})
-                dflt, top = _DEPTH_LIMIT[ex]
-                try:
-                    limit = int((query.get("limit") or [str(dflt)])[0])
-                except ValueError:
-                    return 400, _json({"code": -1100, "msg": "Illegal characters found in "
-                                       "parameter 'limit'."})
-                limit = max(1, min(limit, top))
-                if self._blast_chunks is not None and sym == self._blast_chunks.symbol:
-                    self._snapshot_served.set()
-                    return 200, self._blast_chunks.snapshot(limit)
-                if sym not in feed.books:
-                    return 400, _json({"code": -1121, "msg": "Invalid symbol."})
-                return 200, feed.rest_depth(sym, limit)
+                status, body = self._rest_depth(ex, feed, query, headers)
+                self.depth_requests.append((time.monotonic(), status))
+                return status, body
             return 404, _json({"code": -1, "msg": f"unknown endpoint {path}"})
         if ex == "okx" and path == "/api/v5/public/instruments":
             rows = [{"instId": i, "tickSz": m["tick"], "lotSz": m["lot"], "ctVal": ""}
@@ -1097,6 +1109,37 @@ class Simulator:
                      for i, m in feed.meta.items()]
             return 200, _json({"jsonrpc": "2.0", "result": rows2})
         return 404, _json({"error": f"unknown endpoint {path}"})
+
+    def _rest_depth(self, ex: str, feed: BinanceFeed, query: dict[str, list[str]],
+                    headers: dict[str, str]) -> tuple[int, bytes]:
+        left, status, retry_after = self._rest_reject
+        if left > 0:
+            self._rest_reject = (left - 1, status, retry_after)
+            if retry_after:
+                headers["Retry-After"] = retry_after
+            if status == 418:
+                return 418, _json({"code": -1003, "msg": "Way too much request weight used; "
+                                   "IP banned until further notice (simulated)."})
+            return 429, _json({"code": -1003, "msg": "Too much request weight used; "
+                               "current limit is 2400 request weight per 1 MINUTE "
+                               "(simulated)."})
+        sym = (query.get("symbol") or [""])[0].upper()
+        if not sym:
+            return 400, _json({"code": -1102, "msg": "Mandatory parameter 'symbol' was "
+                               "not sent, was empty/null, or malformed."})
+        dflt, top = _DEPTH_LIMIT[ex]
+        try:
+            limit = int((query.get("limit") or [str(dflt)])[0])
+        except ValueError:
+            return 400, _json({"code": -1100, "msg": "Illegal characters found in "
+                               "parameter 'limit'."})
+        limit = max(1, min(limit, top))
+        if self._blast_chunks is not None and sym == self._blast_chunks.symbol:
+            self._snapshot_served.set()
+            return 200, self._blast_chunks.snapshot(limit)
+        if sym not in feed.books:
+            return 400, _json({"code": -1121, "msg": "Invalid symbol."})
+        return 200, feed.rest_depth(sym, limit)
 
 
 def parse_line_values(text: str | None, n: int, default: float = 0.0) -> list[float]:
