@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from xcol._fast.hdr import HdrHistogram
 
 __all__ = [
+    "ConnectLimitStats",
     "ConnectionStats",
     "Counters",
     "LagSummary",
@@ -53,6 +54,9 @@ class ConnectionStats(TypedDict):
     reconnects: int
     rotations: int  # make-before-break replacements (age, serverShutdown, win rate)
     gaps: int  # sequence holes seen on this connection
+    rate_limited_waits: NotRequired[int]  # messages sent that waited for the message limit
+    rate_limited_s: NotRequired[float]  # seconds they waited, summed
+    send_queued: NotRequired[int]  # messages waiting for the message limit now
 
 
 class StreamStats(TypedDict):
@@ -111,6 +115,17 @@ class Counters(TypedDict):
     dropped: int
 
 
+class ConnectLimitStats(TypedDict):
+    """The connection-attempt limit of one exchange host, shared by its lines."""
+
+    exchange: str
+    host: str
+    rate_per_s: float
+    burst: int
+    rate_limited_waits: int  # connection attempts that waited for a slot
+    rate_limited_s: float  # seconds they waited, summed
+
+
 class Stats(TypedDict):
     """The ``/stats`` document."""
 
@@ -119,6 +134,7 @@ class Stats(TypedDict):
     latency: LatencyStats
     sinks: list[SinkStats]
     counters: Counters
+    connect_limits: NotRequired[list[ConnectLimitStats]]
     uptime_s: NotRequired[float]
     version: NotRequired[str]
 
