@@ -213,6 +213,8 @@ async def _collect(port: int, lines: int, warmup: int, idle_s: float,
         f"feeds.0.channels={channels}",
         f"feeds.0.endpoints={eps}", f"feeds.0.rest=http://127.0.0.1:{port}", "runtime.http=",
         "runtime.top_levels=0",
+        # the simulator is not the exchange: every line connects at once
+        "feeds.0.connect_rate_per_s=1000", "feeds.0.connect_burst=64",
     ])
     col = Collector(cfg)
     # the GC policy `xcol run` applies (runtime.gc: thresholds, freeze after warm-up)

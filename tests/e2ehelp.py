@@ -200,7 +200,10 @@ class Rig:
             ov = [f"feeds.0.exchange={ex}", f"feeds.0.symbols={','.join(self.sim.instruments)}",
                   f"feeds.0.channels={CHANNELS[ex]}",
                   "feeds.0.endpoints=" + ",".join(f"ws://127.0.0.1:{p}" for p in ports),
-                  f"feeds.0.rest=http://127.0.0.1:{self.sim.ports[0]}", "runtime.http="]
+                  f"feeds.0.rest=http://127.0.0.1:{self.sim.ports[0]}", "runtime.http=",
+                  # every line connects at once, as the tests' timing assumes: the
+                  # exchanges' connection limits have their own tests (test_limits.py)
+                  "feeds.0.connect_rate_per_s=1000", "feeds.0.connect_burst=64"]
             if self.jsonl:
                 ov += [f"sinks.jsonl.path={self.out}", "sinks.jsonl.policy=blocking",
                        "sinks.jsonl.fsync=false"]

@@ -30,11 +30,12 @@ from picows import WSMsgType, ws_connect
 from xcol._fast.engine import Engine
 from xcol._fast.hdr import HdrHistogram
 from xcol._fast.listener import FeedListener, monotonic_ns
-from xcol.config import Config, ConfigError, FeedConfig
+from xcol.config import EXCHANGES, Config, ConfigError, FeedConfig
 from xcol.exchanges import protocols
 from xcol.exchanges.meta import MetadataError, fetch_instruments
 from xcol.fanout import DrainReport, FanOut
 from xcol.net.backoff import Backoff, TokenBucket
+from xcol.net.pacing import ConnectLimit, Outbox, WaitStats
 from xcol.net.rest import RestError, get
 from xcol.net.restgate import RestGate
 from xcol.obs.http import ObsServer
@@ -63,6 +64,12 @@ class Line:
     connected_at: float = 0.0
     listener: FeedListener | None = None
     transport: Any = None
+    #: the paced sender of the current connection (None while not connected)
+    outbox: Outbox | None = None
+    #: the connection-attempt limit of the line's exchange host (shared)
+    connect_limit: ConnectLimit | None = None
+    #: messages that waited for the per-connection rate limit, over all connections
+    send_waits: WaitStats = field(default_factory=WaitStats)
     task: asyncio.Task[None] | None = None
     next_id: int = 100
     last_ping: float = 0.0
@@ -114,6 +121,8 @@ class Collector:
         #: one request budget per REST host (``scheme://host:port``), whatever feeds use it:
         #: Binance counts weight and bans per IP, so a 429 for one feed pauses them all
         self.rest_gates: dict[str, RestGate] = {}
+        #: connection-attempt limits, one per (exchange, host) whatever the feed
+        self.connect_limits: dict[tuple[str, str], ConnectLimit] = {}
         rt = cfg.runtime
         for fc in cfg.feeds:
             # instruments are registered in start(), once their scales are known
@@ -133,6 +142,24 @@ class Collector:
                     fr.lines.append(Line(fr, n, ep, conn))
                     n += 1
             self.feeds.append(fr)
+        self._share_connect_limits()
+
+    def _share_connect_limits(self) -> None:
+        # Limits are per IP at the exchange: every line to one host shares one bucket.
+        # Feeds that set different limits for one host get the strictest of them.
+        wanted: dict[tuple[str, str], tuple[float, int]] = {}
+        for fr in self.feeds:
+            for ln in fr.lines:
+                key: tuple[str, str] = (fr.cfg.exchange, urlsplit(ln.conn.url).hostname or "")
+                rate, burst = wanted.get(key, (fr.cfg.connect_rate_per_s, fr.cfg.connect_burst))
+                wanted[key] = (min(rate, fr.cfg.connect_rate_per_s),
+                               min(burst, fr.cfg.connect_burst))
+        for (exchange, host), (rate, burst) in wanted.items():
+            self.connect_limits[(exchange, host)] = ConnectLimit(exchange, host, rate, burst)
+        for fr in self.feeds:
+            for ln in fr.lines:
+                ln.connect_limit = self.connect_limits[
+                    (fr.cfg.exchange, urlsplit(ln.conn.url).hostname or "")]
 
     def _rest_gate(self, fc: FeedConfig) -> RestGate | None:
         """The shared :class:`RestGate` of ``fc``'s REST host (None: no REST snapshots)."""
@@ -253,6 +280,8 @@ class Collector:
             for ln in fr.lines:
                 if ln.transport is not None:
                     ln.transport.disconnect(False)
+                if ln.outbox is not None:
+                    ln.outbox.close()
                 if ln.listener is not None:
                     ln.listener.flush()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -272,7 +301,9 @@ class Collector:
 
     # ---------------------------------------------------------- lines
 
-    def _on_control(self, ln: Line) -> Any:
+    def _on_control(self, ln: Line, outbox: Outbox) -> Any:
+        # bound to one connection's outbox: during a make-before-break rotation the
+        # heartbeat of the new connection is answered on the new connection
         def handle(line_id: int, payload: bytes) -> None:
             if b'"serverShutdown"' in payload:
                 self.request_rotation(ln, "serverShutdown")
@@ -281,14 +312,16 @@ class Collector:
                 return
             ln.next_id += 1
             reply = protocols.heartbeat_reply(payload, ln.next_id)
-            if reply is not None and ln.transport is not None:
-                ln.transport.send(WSMsgType.TEXT, reply.encode())
+            if reply is not None:
+                # urgent: Deribit closes a connection whose test_request goes unanswered,
+                # so the answer goes ahead of any queued (re)subscribe messages
+                outbox.put(reply.encode(), urgent=True)
         return handle
 
-    def _factory(self, ln: Line, eng: Engine) -> Callable[[], FeedListener]:
+    def _factory(self, ln: Line, eng: Engine, outbox: Outbox) -> Callable[[], FeedListener]:
         def make() -> Any:
             lst = self._listener_cls(eng, ln.line_id, self.fanout.offer,
-                                     self._on_control(ln))
+                                     self._on_control(ln, outbox))
             ln.listener = lst
             return lst
         return make
@@ -300,16 +333,32 @@ class Collector:
             ln.rotate_reason = reason
             ln.rotate.set()
 
-    async def _connect(self, ln: Line, eng: Engine) -> Any:
+    def _outbox(self, ln: Line) -> Outbox:
+        fc = ln.feed.cfg
+        per_hour = EXCHANGES[fc.exchange].subscribes_per_hour
+        return Outbox(fc.inbound_msgs_per_s, ln.send_waits,
+                      window=(per_hour, 3600.0) if per_hour else None)
+
+    async def _connect(self, ln: Line, eng: Engine) -> tuple[Any, Outbox]:
+        """Open one connection of ``ln`` (after a slot of its host's connection limit)
+        and queue its subscribe messages; returns the transport and its outbox."""
+        assert ln.connect_limit is not None
+        waited = await ln.connect_limit.acquire()
+        if waited > 0:
+            log.info("line %d %s: waited %.2f s for the %s connection limit", ln.line_id,
+                     ln.conn.url, waited, ln.connect_limit.host)
+        outbox = self._outbox(ln)
         # the listener answers pings itself (see FeedListener.on_ws_frame)
         transport, _ = await ws_connect(
-            self._factory(ln, eng), ln.conn.url, max_frame_size=self.cfg.runtime.max_frame_bytes,
+            self._factory(ln, eng, outbox), ln.conn.url,
+            max_frame_size=self.cfg.runtime.max_frame_bytes,
             websocket_handshake_timeout=10, enable_auto_pong=False)
+        outbox.attach(lambda msg: transport.send(WSMsgType.TEXT, msg))
         for msg in ln.conn.subscribe:
-            transport.send(WSMsgType.TEXT, msg.encode())
+            outbox.put(msg.encode())
         if self._paused:
             transport.underlying_transport.pause_reading()
-        return transport
+        return transport, outbox
 
     async def _make_before_break(self, ln: Line, eng: Engine, old: Any) -> Any:
         """Open the replacement of ``old``; returns it (``old`` closed) or ``old`` when
@@ -317,7 +366,7 @@ class Collector:
         reason = ln.rotate_reason
         old_listener = ln.listener
         try:
-            new = await self._connect(ln, eng)
+            new, outbox = await self._connect(ln, eng)
         except Exception as exc:  # noqa: BLE001 - keep the old connection
             ln.listener = old_listener
             log.warning("line %d %s: rotation (%s) failed to connect (%s); keeping the "
@@ -329,6 +378,9 @@ class Collector:
                and not self._stopping.is_set()):
             await asyncio.sleep(0.005)
         ln.transport = new
+        if ln.outbox is not None:
+            ln.outbox.close()
+        ln.outbox = outbox
         ln.connected_at = time.monotonic()
         ln.rotations += 1
         old.disconnect(False)
@@ -343,7 +395,7 @@ class Collector:
         while not self._stopping.is_set():
             ln.state = "connecting"
             try:
-                transport = await self._connect(ln, eng)
+                transport, outbox = await self._connect(ln, eng)
             except Exception as exc:  # noqa: BLE001 - any failure means: back off, retry
                 ln.state = "backoff"
                 ln.reconnects += 1
@@ -353,6 +405,7 @@ class Collector:
                 await self._sleep(delay)
                 continue
             ln.transport = transport
+            ln.outbox = outbox
             ln.state = "connected"
             ln.connected_at = time.monotonic()
             ln.rotate.clear()
@@ -368,6 +421,9 @@ class Collector:
                 transport = await self._make_before_break(ln, eng, transport)
                 ln.rotate.clear()
             ln.transport = None
+            if ln.outbox is not None:
+                ln.outbox.close()
+                ln.outbox = None
             if self._stopping.is_set():
                 break
             ln.state = "backoff"
@@ -408,14 +464,15 @@ class Collector:
             for fr in self.feeds:
                 fr.engine.poll(now)
                 for ln in fr.lines:
-                    lst, tr = ln.listener, ln.transport
-                    if tr is None or lst is None:
+                    lst, tr, ob = ln.listener, ln.transport, ln.outbox
+                    if tr is None or lst is None or ob is None:
                         continue
                     quiet = (now - lst.last_rx) / 1e9 if lst.last_rx else (
                         time.monotonic() - ln.connected_at)
                     if (ln.conn.ping_text and quiet > ln.conn.ping_after_s
                             and time.monotonic() - ln.last_ping > ln.conn.ping_after_s):
-                        tr.send(WSMsgType.TEXT, ln.conn.ping_text.encode())
+                        # urgent: OKX drops a connection silent for 30 s
+                        ob.put(ln.conn.ping_text.encode(), urgent=True)
                         ln.last_ping = time.monotonic()
                     elif quiet > rt.stale_timeout_s and not self._paused:
                         log.warning("line %d %s: no data for %.1f s; reconnecting",
@@ -521,18 +578,22 @@ class Collector:
                     continue
                 if time.monotonic() - asked.get(sym, -RESUBSCRIBE_RETRY_S) < RESUBSCRIBE_RETRY_S:
                     continue
-                live = [ln for ln in fr.lines if ln.transport is not None]
+                live = [ln for ln in fr.lines if ln.outbox is not None]
                 if not live:
                     continue
                 assert fr.snapshots is not None
                 if not fr.snapshots.try_acquire(1):
                     continue
                 ln = max(live, key=lambda x: eng.line_stats(x.line_id)["wins"])
+                outbox = ln.outbox
+                assert outbox is not None
                 msgs = protocols.resubscribe_book(fr.cfg.exchange, sym, ln.next_id + 1)
                 ln.next_id += len(msgs)
+                # paced by the line's message limit: the retry clock starts when the
+                # messages are expected to leave, not when they are queued
+                asked[sym] = time.monotonic() + outbox.backlog_s
                 for msg in msgs:
-                    ln.transport.send(WSMsgType.TEXT, msg.encode())
-                asked[sym] = time.monotonic()
+                    outbox.put(msg.encode())
                 fr.resubscribes += 1
                 log.warning("%s %s: book lost sync; resubscribing on line %d",
                             fr.cfg.exchange, sym, ln.line_id)
@@ -597,6 +658,10 @@ class Collector:
                                "count": lag.total_count},
                     "reconnects": ln.reconnects, "rotations": ln.rotations,
                     "gaps": st["gaps"], "errors": st["errors"],
+                    # messages held back by the per-connection message limit
+                    "rate_limited_waits": ln.send_waits.waits,
+                    "rate_limited_s": ln.send_waits.waited_s,
+                    "send_queued": ln.outbox.queued if ln.outbox is not None else 0,
                 })
             for sym in fr.cfg.symbols if fr.scales else ():
                 if "depth" in fr.cfg.channels:
@@ -639,6 +704,13 @@ class Collector:
                             for fr in self.feeds],
             # per REST host: snapshot requests, weight spent, 429/418 and their pauses
             "rest": [g.stats() for g in self.rest_gates.values()],
+            # connection attempts held back by each exchange host's connection limit
+            "connect_limits": [{"exchange": lim.exchange, "host": lim.host,
+                                "rate_per_s": lim.bucket.rate_per_s,
+                                "burst": int(lim.bucket.burst),
+                                "rate_limited_waits": lim.stats.waits,
+                                "rate_limited_s": lim.stats.waited_s}
+                               for lim in self.connect_limits.values()],
             "uptime_s": time.time() - self.started,
         }
 

@@ -102,13 +102,20 @@ class ConfigError(ValueError):
 class ExchangeSpec:
     """Per-exchange defaults and the published connection limits (PROTOCOLS.md §1).
 
+    The rates are what xcol paces itself to (a token bucket per exchange host for
+    connection attempts, one per connection for messages), chosen so that no window the
+    exchange counts over can hold more than it allows.
+
     :param endpoint: default WebSocket base URL.
     :param rest: default REST base URL.
     :param max_streams_per_connection: streams (symbol × channel) one connection may carry.
-    :param connect_rate_per_s: sustained new-connection rate allowed per IP.
+    :param connect_rate_per_s: sustained connection attempts a second per IP.
     :param connect_burst: connection attempts allowed at once.
-    :param inbound_msgs_per_s: client → server messages per second per connection.
+    :param inbound_msgs_per_s: client → server text messages a second per connection
+        (sent evenly spaced).
     :param max_connections: simultaneous connections per IP (0: not published).
+    :param subscribes_per_hour: subscribe/unsubscribe messages an hour per connection
+        (0: not published).
     """
 
     endpoint: str
@@ -118,22 +125,35 @@ class ExchangeSpec:
     connect_burst: int
     inbound_msgs_per_s: float
     max_connections: int = 0
+    subscribes_per_hour: int = 0
 
 
 EXCHANGES: Mapping[str, ExchangeSpec] = types.MappingProxyType({
-    # Binance: 300 connection attempts per 5 min per IP (= 1/s), 1024 streams a connection,
-    # 5 (spot) / 10 (futures) inbound messages a second.
+    # Binance spot (binance-spot-api-docs web-socket-streams.md, "WebSocket Limits"): 300
+    # connection attempts every 5 minutes per IP; 5 incoming messages a second per
+    # connection, pings, pongs and JSON control messages alike; 1024 streams a connection.
+    # A bucket of burst b at rate r admits b + 300 r attempts in 5 minutes: 5 + 294 = 299.
+    # Text is paced at 4/s: the pong frames the listener writes unpaced keep the fifth.
     "binance-spot": ExchangeSpec(
-        "wss://stream.binance.com:9443", "https://api.binance.com", 1024, 1.0, 5, 5.0),
+        "wss://stream.binance.com:9443", "https://api.binance.com", 1024, 0.98, 5, 4.0),
+    # Binance USD-M and COIN-M (developers.binance.com, "Websocket Market Streams"): 10
+    # incoming messages a second per connection; 1024 streams a connection.  No connection
+    # attempt limit is published there: spot's is applied.  Text paced at 9/s (see spot).
     "binance-usdm": ExchangeSpec(
-        "wss://fstream.binance.com", "https://fapi.binance.com", 1024, 1.0, 5, 10.0),
+        "wss://fstream.binance.com", "https://fapi.binance.com", 1024, 0.98, 5, 9.0),
     "binance-coinm": ExchangeSpec(
-        "wss://dstream.binance.com", "https://dapi.binance.com", 1024, 1.0, 5, 10.0),
-    # OKX: 3 connection requests a second per IP; 480 subscribe requests an hour.
-    "okx": ExchangeSpec("wss://ws.okx.com:8443", "https://www.okx.com", 1024, 3.0, 3, 3.0),
-    # Deribit: 32 simultaneous connections per IP (HTTP + WS); subscribe quota ~3.3/s.
+        "wss://dstream.binance.com", "https://dapi.binance.com", 1024, 0.98, 5, 9.0),
+    # OKX (docs-v5 "WebSocket", connect): 3 connection requests a second per IP (burst 1
+    # keeps every one-second window at 3); 480 subscribe/unsubscribe/login requests an hour
+    # per connection.  No per-second message limit is published: 3/s assumed.
+    "okx": ExchangeSpec("wss://ws.okx.com:8443", "https://www.okx.com", 1024, 3.0, 1, 3.0,
+                        subscribes_per_hour=480),
+    # Deribit (docs.deribit.com connection-management-best-practices): 32 simultaneous
+    # connections per IP, HTTP and WebSocket together; no connection rate is published
+    # (3/s assumed).  Subscribe costs 3,000 of a 30,000-credit pool (articles/rate-limits;
+    # ~3.3/s sustained per Nautilus, citing Deribit support).
     "deribit": ExchangeSpec(
-        "wss://www.deribit.com", "https://www.deribit.com", 1024, 3.0, 10, 3.3, 32),
+        "wss://www.deribit.com", "https://www.deribit.com", 1024, 3.0, 3, 3.3, 32),
 })
 
 Exchange = Literal["binance-spot", "binance-usdm", "binance-coinm", "okx", "deribit"]
@@ -314,6 +334,14 @@ class FeedConfig:
         "at start-up, read tick and lot sizes from the exchange's instrument list on the "
         "REST base URL and keep each book at those scales (false: default scales, 8 "
         "decimals)"))
+    connect_rate_per_s: float = field(default=0.0, metadata=_meta(
+        "connection attempts a second to this feed's hosts, shared with every feed of the "
+        "exchange on the same host (0: the exchange's limit)", _non_negative))
+    connect_burst: int = field(default=0, metadata=_meta(
+        "connection attempts allowed at once (0: the exchange's limit)", _non_negative))
+    inbound_msgs_per_s: float = field(default=0.0, metadata=_meta(
+        "text messages a second xcol sends on one connection: subscribes, resubscribes, "
+        "heartbeat answers, pings (0: the exchange's limit)", _non_negative))
 
 
 @dataclass(frozen=True)
@@ -1014,6 +1042,10 @@ def _feed_hook(kw: dict[str, Any], raw: dict[str, Any], path: _Path) -> None:
     _check_url(rest, ("http", "https"), _fmt((*path, "rest")), _src(raw, "rest"))
     kw["rest"] = rest.rstrip("/")
     kw["name"] = kw.get("name") or kw["exchange"]
+    # 0 (the default) means the exchange's published limit
+    kw["connect_rate_per_s"] = kw.get("connect_rate_per_s") or spec.connect_rate_per_s
+    kw["connect_burst"] = kw.get("connect_burst") or spec.connect_burst
+    kw["inbound_msgs_per_s"] = kw.get("inbound_msgs_per_s") or spec.inbound_msgs_per_s
 
 
 def _sink_hook(kw: dict[str, Any], raw: dict[str, Any], path: _Path) -> None:

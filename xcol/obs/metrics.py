@@ -263,6 +263,15 @@ def render_stats(stats: Mapping[str, Any], registry: Registry | None = None) -> 
                     _num(c.get("rotations")), lab)
         reg.counter("xcol_connection_gaps_total", "Sequence gaps seen on the connection.",
                     _num(c.get("gaps")), lab)
+        if "rate_limited_waits" in c:
+            reg.counter("xcol_connection_rate_limited_waits_total",
+                        "Messages sent on the line that waited for its message limit.",
+                        _num(c["rate_limited_waits"]), lab)
+            reg.counter("xcol_connection_rate_limited_seconds_total",
+                        "Time those messages waited.", _num(c.get("rate_limited_s")), lab)
+            reg.gauge("xcol_connection_send_queued",
+                      "Messages waiting for the line's message limit.",
+                      _num(c.get("send_queued")), lab)
         lag = c.get("lag_us")
         if isinstance(lag, Mapping):
             q = {0.5: _num(lag.get("p50")), 0.99: _num(lag.get("p99")),
@@ -361,6 +370,14 @@ def render_stats(stats: Mapping[str, Any], registry: Registry | None = None) -> 
                   _num(r.get("weight_used_1m")), lab)
         reg.gauge("xcol_rest_weight_limit", "REST weight budget per minute (0: none).",
                   _num(r.get("weight_limit_1m")), lab)
+    for lim in _each(stats.get("connect_limits")):
+        lab = {"exchange": lim.get("exchange"), "host": lim.get("host")}
+        reg.counter("xcol_connect_rate_limited_waits_total",
+                    "Connection attempts that waited for the host's connection limit.",
+                    _num(lim.get("rate_limited_waits")), lab)
+        reg.counter("xcol_connect_rate_limited_seconds_total",
+                    "Time those connection attempts waited.",
+                    _num(lim.get("rate_limited_s")), lab)
 
     if "uptime_s" in stats:
         reg.gauge("xcol_uptime_seconds", "Seconds since the collector started.",

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from xcol._fast.hdr import HdrHistogram
 
 __all__ = [
+    "ConnectLimitStats",
     "ConnectionStats",
     "Counters",
     "LagSummary",
@@ -54,6 +55,9 @@ class ConnectionStats(TypedDict):
     reconnects: int
     rotations: int  # make-before-break replacements (age, serverShutdown, win rate)
     gaps: int  # sequence holes seen on this connection
+    rate_limited_waits: NotRequired[int]  # messages sent that waited for the message limit
+    rate_limited_s: NotRequired[float]  # seconds they waited, summed
+    send_queued: NotRequired[int]  # messages waiting for the message limit now
 
 
 class StreamStats(TypedDict):
@@ -126,6 +130,17 @@ class RestHostStats(TypedDict):
     paused_for_s: float  # seconds left in the current pause (0: not paused)
 
 
+class ConnectLimitStats(TypedDict):
+    """The connection-attempt limit of one exchange host, shared by its lines."""
+
+    exchange: str
+    host: str
+    rate_per_s: float
+    burst: int
+    rate_limited_waits: int  # connection attempts that waited for a slot
+    rate_limited_s: float  # seconds they waited, summed
+
+
 class Stats(TypedDict):
     """The ``/stats`` document."""
 
@@ -135,6 +150,7 @@ class Stats(TypedDict):
     sinks: list[SinkStats]
     counters: Counters
     rest: NotRequired[list[RestHostStats]]  # per REST host (Binance snapshots)
+    connect_limits: NotRequired[list[ConnectLimitStats]]
     uptime_s: NotRequired[float]
     version: NotRequired[str]
 

@@ -206,6 +206,10 @@ class _Line:
         self.timer: asyncio.Handle | None = None
         self.tasks: list[asyncio.Task[None]] = []
         self._malformed_kind = 0
+        # what clients did, for tests of their pacing: when each connection was accepted,
+        # and every text message received (monotonic time, text); the latest 4096 each
+        self.accepted_at: deque[float] = deque(maxlen=4096)
+        self.received: deque[tuple[float, str]] = deque(maxlen=4096)
 
     # --------------------------------------------------------------- pipeline
 
@@ -352,6 +356,7 @@ class _Session(WSListener):
         line.sessions.add(self)
         line.stats.connections += 1
         line.stats.accepted += 1
+        line.accepted_at.append(time.monotonic())
         for s in self.url_streams:
             self._binance_sub(s)
 
@@ -379,6 +384,7 @@ class _Session(WSListener):
         t = frame.msg_type
         if t == WSMsgType.TEXT:
             text = frame.get_payload_as_utf8_text()
+            self.line.received.append((time.monotonic(), text))
             ex = self.sim.config.exchange
             if ex in BINANCE_MARKETS:
                 self._binance_text(text)
@@ -600,16 +606,23 @@ class _Session(WSListener):
         else:
             self._rpc(rid, error=(-32601, "Method not found"))
 
+    def test_request(self) -> None:
+        """Deribit: send a ``test_request`` heartbeat now."""
+        self.hb_waiting = True
+        self.send(_TEST_REQUEST)
+
     async def _heartbeat(self, interval: float) -> None:
-        req = _json({"jsonrpc": "2.0", "method": "heartbeat", "params": {"type": "test_request"}})
         while not self.closed:
             await asyncio.sleep(interval)
             if self.hb_waiting:  # the last test_request was not answered: close at once
                 self.line.stats.disconnects += 1
                 self.transport.disconnect(False)
                 return
-            self.hb_waiting = True
-            self.send(req)
+            self.test_request()
+
+
+_TEST_REQUEST = _json({"jsonrpc": "2.0", "method": "heartbeat",
+                       "params": {"type": "test_request"}})
 
 
 # ============================================================================== simulator
@@ -769,6 +782,29 @@ class Simulator:
 
         asyncio.get_running_loop().call_later(max(wait, 0.0), close)
         return len(sessions)
+
+    def send_test_request(self, line: int) -> int:
+        """Deribit: send a ``test_request`` heartbeat to every client of ``line`` now
+        (whatever interval they set); returns how many.  A client that has not answered
+        by its next heartbeat is disconnected, as on the real exchange."""
+        if self.config.exchange != "deribit":
+            raise TypeError("test_request is a Deribit feature")
+        sessions = list(self.lines[line].sessions)
+        for sess in sessions:
+            sess.test_request()
+        return len(sessions)
+
+    def accept_times(self, line: int | None = None) -> list[float]:
+        """When connections were accepted on ``line`` (or on all lines), monotonic seconds,
+        oldest first (the latest 4096 per line)."""
+        lines = self.lines if line is None else [self.lines[line]]
+        return sorted(t for ln in lines for t in ln.accepted_at)
+
+    def client_messages(self, line: int | None = None) -> list[tuple[float, str]]:
+        """The text messages clients sent on ``line`` (or on all lines) as
+        ``(monotonic seconds, text)``, oldest first (the latest 4096 per line)."""
+        lines = self.lines if line is None else [self.lines[line]]
+        return sorted(m for ln in lines for m in ln.received)
 
     def drop_next_update(self, all_lines: bool = True, line: int | None = None) -> None:
         """Do not send the next book update on any line (``all_lines``) or on ``line``:
