@@ -669,9 +669,9 @@ def test_deribit_quote_follows_the_top_of_the_book() -> None:
                 moves += 1
         assert quotes == moves > 20
         for inst in sim.instruments:
-            assert owed.get(inst) is None
-            assert _best(*books[inst]) == tuple(
-                Decimal(str(x)) for x in sim.top(inst))  # type: ignore[union-attr]
+            top = sim.top(inst)
+            assert owed.get(inst) is None and top is not None
+            assert _best(*books[inst]) == tuple(Decimal(str(x)) for x in top)
 
     run(with_sim(SimConfig("deribit", symbols=2, rate=200), body))
 
