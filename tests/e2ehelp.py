@@ -36,11 +36,10 @@ T = TypeVar("T")
 Record = dict[str, Any]
 Side = dict[Decimal, Decimal]
 
-#: channels the simulator serves for each exchange (OKX bbo-tbt and Deribit quote are not
-#: modelled)
+#: channels the simulator serves for each exchange (OKX bbo-tbt is not modelled)
 CHANNELS = {"binance-spot": "depth,bbo,trades", "binance-usdm": "depth,bbo,trades",
             "binance-coinm": "depth,bbo,trades", "okx": "depth,trades",
-            "deribit": "depth,trades"}
+            "deribit": "depth,bbo,trades"}
 
 
 def run(coro: Coroutine[Any, Any, T], timeout: float = 90.0) -> T:

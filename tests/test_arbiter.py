@@ -387,3 +387,62 @@ def test_record_integers_match_str(v: int) -> None:
     from xcol._fast.engine import _format_int
 
     assert _format_int(v) == str(v).encode()
+
+
+# ------------------------------------------------------- Deribit quote (no sequence)
+
+#: (timestamp ms, bid, bid amount, ask, ask amount) as Deribit writes them; quotes 0-2
+#: share a millisecond and quote 2 repeats quote 0 (the top went away and came back)
+QUOTES = [(1000, b"100.5", b"10.0", b"101", b"20"),
+          (1000, b"100.5", b"10.0", b"101.5", b"5"),
+          (1000, b"100.5", b"10.0", b"101", b"20"),
+          (1001, b"null", b"null", b"101", b"20"),
+          (1002, b"100", b"1", b"3996.61", b"50.0"),
+          (1002, b"3914.97", b"40.0", b"3996.61", b"50.0")]
+
+
+def _quote(i: int) -> bytes:
+    ts, b, bq, a, aq = QUOTES[i]
+    return (b'{"jsonrpc":"2.0","method":"subscription","params":{"channel":'
+            b'"quote.BTC-PERPETUAL","data":{"timestamp":%d,"instrument_name":"BTC-PERPETUAL",'
+            b'"best_bid_price":%s,"best_bid_amount":%s,"best_ask_price":%s,'
+            b'"best_ask_amount":%s}}}' % (ts, b, bq, a, aq))
+
+
+@pytest.mark.parametrize("arrivals, want", [
+    # both lines complete, line 1 always 3 ms later
+    ([(10 * i + d, ln, i) for i in range(6) for ln, d in ((0, 0), (1, 3))],
+     [(i, 0) for i in range(6)]),
+    # line 0 leads the first three, line 1 the rest; line 1 never got quote 1
+    ([(10 * i + (0 if i < 3 else 5), 0, i) for i in range(6)]
+     + [(10 * i + (3 if i < 3 else 0), 1, i) for i in range(6) if i != 1],
+     [(0, 0), (1, 0), (2, 0), (3, 1), (4, 1), (5, 1)]),
+    # the fast line 0 never got quote 1: quote 2 (equal to quote 0) changes nothing there,
+    # and line 1 then brings quotes 1 and 2 in order
+    ([(0, 0, 0), (5, 0, 2)] + [(10 * i, 0, i) for i in range(3, 6)]
+     + [(10 * i + 3, 1, i) for i in range(3)],
+     [(0, 0), (1, 1), (2, 1), (3, 0), (4, 0), (5, 0)]),
+], ids=["line-1-slower", "lead-changes-and-a-hole", "fast-line-hole"])
+def test_deribit_quotes_published_once_in_order(arrivals: list[tuple[int, int, int]],
+                                                 want: list[tuple[int, int]]) -> None:
+    """Deribit quotes carry no sequence: two lines delivering the same quotes publish each
+    once, in the exchange's order, from the line that brought it first; the record's
+    ``seq`` is ``timestamp * 1000 +`` the quote's position within its millisecond."""
+    e = Engine("deribit")
+    e.add_instrument("BTC-PERPETUAL")
+    for t, ln, i in sorted(arrivals):
+        assert e.feed_on(ln, _quote(i), rx=(t + 1) * MS, rx_wall=1) in (10, 17), e.last_error()
+    recs = [r for r in _records(e) if r["type"] == "bbo"]
+    pos = {0: 0, 1: 1, 2: 2, 3: 0, 4: 0, 5: 1}
+    assert [(r["seq"], r["line"]) for r in recs] == [
+        (QUOTES[i][0] * 1000 + pos[i], ln) for i, ln in want]
+    for r, (i, _ln) in zip(recs, want, strict=True):
+        ts, b, bq, a, aq = QUOTES[i]
+        empty = b == b"null"
+        assert r["ts_exchange"] == ts and r["symbol"] == "BTC-PERPETUAL"
+        assert (r["bid"], r["bid_qty"], r["ask"], r["ask_qty"]) == (
+            "0" if empty else b.decode(), "0" if empty else bq.decode(), a.decode(),
+            aq.decode())
+    c = e.arbiter_counters()
+    assert c["received"] == len(arrivals)
+    assert c["published"] == len(want) and c["duplicates"] == len(arrivals) - len(want)

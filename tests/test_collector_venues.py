@@ -10,13 +10,16 @@ complete.  Venue specifics:
   heartbeat update (``seqId == prevSeqId``) is not a gap.
 * Deribit: the collector asks for ``public/set_heartbeat`` (10 s) and must answer every
   ``test_request``, or the simulator closes the line at the next tick: both lines stay
-  up past two intervals.
+  up past two intervals.  The ``bbo`` channel (``quote.{inst}``, no sequence) publishes
+  every quote the simulator sent, once, in order, ending at the simulator's top.
 """
 
 from __future__ import annotations
 
 import asyncio
+from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 from e2ehelp import (
@@ -29,6 +32,7 @@ from e2ehelp import (
     until,
 )
 
+from xcol.sim.feed import DeribitFeed, Event
 from xcol.sim.server import SimConfig, line_configs
 
 
@@ -137,5 +141,47 @@ def test_deribit_books_trades_and_test_request_answered(tmp_path: Path) -> None:
             for rb in rbs.values():
                 assert rb.snapshots == 1
                 assert_contiguous(rb.trade_ids)
+
+    run(body())
+
+
+def test_deribit_quotes_become_bbo_records_once_each(tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every quote the simulator sends after the subscription is published once, in order,
+    by whichever line brought it first, and the last one is the simulator's top."""
+    sent: dict[str, list[tuple[Decimal, ...]]] = {}
+    quote_events = DeribitFeed.quote_events
+
+    def record(self: DeribitFeed, inst: str) -> list[Event]:
+        evs = quote_events(self, inst)
+        if evs:
+            sent.setdefault(inst, []).append(tuple(Decimal(str(x)) for x in self._top(inst)))
+        return evs
+
+    monkeypatch.setattr(DeribitFeed, "quote_events", record)
+
+    async def body() -> None:
+        async with Rig(sim_cfg("deribit", rate=200.0), tmp_path) as rig:
+            await rig.wait_synced()
+            await asyncio.sleep(1.5)
+            await rig.stop()
+            check_clean(rig)
+            assert_output_exact(rig)
+            recs = read_records(rig.out)
+            for inst in rig.sim.instruments:
+                bbo: list[dict[str, Any]] = [r for r in recs if r["type"] == "bbo"
+                                             and r["symbol"] == inst]
+                assert len(bbo) > 20, (inst, len(bbo))
+                seqs = [r["seq"] for r in bbo]
+                assert seqs == sorted(set(seqs)), f"{inst}: bbo seq not increasing"
+                assert all(r["seq"] // 1000 == r["ts_exchange"] for r in bbo)
+                got = [tuple(Decimal(r[k]) for k in ("bid", "bid_qty", "ask", "ask_qty"))
+                       for r in bbo]
+                # the records are the tail of what the simulator sent: nothing lost,
+                # nothing repeated, nothing reordered
+                assert got == sent[inst][-len(got):], inst
+                assert got[-1] == tuple(Decimal(str(x)) for x in rig.sim.top(inst) or ())
+            dups = sum(c["duplicates"] for c in rig.col.stats()["connections"])
+            assert dups > 0  # the slow line's copies were counted, not published
 
     run(body())

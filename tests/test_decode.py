@@ -395,6 +395,66 @@ def test_deribit_trades() -> None:
                   (1966032, 5, 4, 1, 5, 1, 1626993724319)])
 
 
+def test_deribit_quote_is_a_bbo_numbers_exactly() -> None:
+    frame = deribit(
+        "quote.BTC-PERPETUAL",
+        b'{"timestamp":1550658624149,"instrument_name":"BTC-PERPETUAL",'
+        b'"best_bid_price":3914.97,"best_bid_amount":40.0,"best_ask_price":3996.61,'
+        b'"best_ask_amount":50}',
+    )
+    ev = decode("deribit", frame)
+    # no exchange sequence: the engine derives one per line (seq stays unset here)
+    check(ev, kind=BBO, channel=CH_BBO, symbol="BTC-PERPETUAL", seq=None, prev_seq=None,
+          exch_ts=1550658624149, bids=[(391497, 2, 400, 1, 0)],
+          asks=[(399661, 2, 50, 0, 0)], trades=[])
+
+
+def test_deribit_quote_of_an_option_reads_exponents() -> None:
+    frame = deribit(
+        "quote.ETH-30JUL21-2800-C",
+        b'{"best_ask_amount":873.0,"best_ask_price":0.0025,"best_bid_amount":1e-05,'
+        b'"best_bid_price":5e-4,"instrument_name":"ETH-30JUL21-2800-C","timestamp":7}',
+    )
+    check(decode("deribit", frame), kind=BBO, symbol="ETH-30JUL21-2800-C", exch_ts=7,
+          bids=[(5, 4, 1, 5, 0)], asks=[(25, 4, 8730, 1, 0)])
+
+
+@pytest.mark.parametrize(
+    "bid, ask",
+    [
+        (b'"best_bid_price":null,"best_bid_amount":null', b'"best_ask_price":1.5,'
+                                                          b'"best_ask_amount":2'),
+        (b'"best_bid_price":0,"best_bid_amount":0', b'"best_ask_price":1.5,'
+                                                    b'"best_ask_amount":2'),
+        (b'"best_bid_price":0.0,"best_bid_amount":0.0', b'"best_ask_price":1.5,'
+                                                        b'"best_ask_amount":2'),
+        (b'"best_bid_price":null,"best_bid_amount":0.0', b'"best_ask_price":1.5,'
+                                                         b'"best_ask_amount":2'),
+        (b'"best_bid_price":1.25,"best_bid_amount":0.0', b'"best_ask_price":1.5,'
+                                                         b'"best_ask_amount":2'),
+    ],
+    ids=["null", "zero", "zero-point-zero", "null-price-zero-amount", "price-no-amount"],
+)
+def test_deribit_quote_empty_side_is_zero_zero(bid: bytes, ask: bytes) -> None:
+    frame = deribit("quote.BTC-PERPETUAL", b'{"timestamp":1,"instrument_name":"BTC-PERPETUAL",'
+                    + bid + b"," + ask + b"}")
+    check(decode("deribit", frame), kind=BBO, bids=[(0, 0, 0, 0, 0)],
+          asks=[(15, 1, 2, 0, 0)])
+    # the ask side empty, the bid side kept
+    swapped = frame.replace(b"best_bid", b"best_tmp").replace(b"best_ask", b"best_bid") \
+        .replace(b"best_tmp", b"best_ask")
+    check(decode("deribit", swapped), kind=BBO, bids=[(15, 1, 2, 0, 0)],
+          asks=[(0, 0, 0, 0, 0)])
+
+
+def test_deribit_quote_takes_the_instrument_from_the_channel() -> None:
+    frame = deribit("quote.BTC-PERPETUAL",
+                    b'{"timestamp":1,"best_bid_price":1,"best_bid_amount":2,'
+                    b'"best_ask_price":3,"best_ask_amount":4}')
+    check(decode("deribit", frame), kind=BBO, symbol="BTC-PERPETUAL",
+          bids=[(1, 0, 2, 0, 0)], asks=[(3, 0, 4, 0, 0)])
+
+
 @pytest.mark.parametrize(
     "frame",
     [
@@ -441,6 +501,10 @@ def test_deribit_ticker_is_ignored() -> None:
             "book.BTC-PERPETUAL.raw",
             b'{"type":"snapshot","timestamp":1,"instrument_name":"BTC-PERPETUAL",'
             b'"change_id":1,"bids":[["new",30250.5,10.0]],"asks":[]}'), 7),
+        ("deribit", "BTC-PERPETUAL", deribit(
+            "quote.BTC-PERPETUAL",
+            b'{"timestamp":1,"instrument_name":"BTC-PERPETUAL","best_bid_price":30250.5,'
+            b'"best_bid_amount":10.0,"best_ask_price":30251,"best_ask_amount":20}'), 10),
     ],
 )
 def test_engine_result_codes(market: str, symbol: str, frame: bytes, code: int) -> None:

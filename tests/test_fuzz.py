@@ -151,6 +151,39 @@ def test_decoders_survive_every_capture_mutated(venue: str) -> None:
             d.event()  # must be readable whatever was decoded
 
 
+def test_mutated_deribit_quotes() -> None:
+    """The corpus has no Deribit quote: mutate hand-written ones (both sides, an empty
+    side as null and as zeros, exponents) against a live engine."""
+    quotes = [
+        b'{"jsonrpc":"2.0","method":"subscription","params":{"channel":"quote.BTC-PERPETUAL",'
+        b'"data":{"timestamp":1550658624149,"instrument_name":"BTC-PERPETUAL",'
+        b'"best_bid_price":3914.97,"best_bid_amount":40.0,"best_ask_price":3996.61,'
+        b'"best_ask_amount":50.0}}}',
+        b'{"jsonrpc":"2.0","method":"subscription","params":{"channel":"quote.BTC-PERPETUAL",'
+        b'"data":{"timestamp":1550658624150,"instrument_name":"BTC-PERPETUAL",'
+        b'"best_bid_price":null,"best_bid_amount":null,"best_ask_price":3996.61,'
+        b'"best_ask_amount":5e1}}}',
+        b'{"jsonrpc":"2.0","method":"subscription","params":{"channel":"quote.BTC-PERPETUAL",'
+        b'"data":{"best_ask_amount":0,"best_ask_price":0,"best_bid_amount":1e-05,'
+        b'"best_bid_price":3914.5,"instrument_name":"BTC-PERPETUAL","timestamp":1550658624151}}}',
+    ]
+    e = Engine("deribit")
+    e.add_instrument("BTC-PERPETUAL")
+    rnd = random.Random(f"{SEED}-deribit-quote")
+    outcomes: Counter[int] = Counter()
+    start = e.counters()
+    fed = 0
+    for _ in range(MUTATIONS_PER_CAPTURE):
+        _, bad = mutate(rnd, rnd.choice(quotes))
+        check_frame(e, bad, outcomes)
+        fed += 1
+        if rnd.random() < 0.3:
+            assert check_frame(e, rnd.choice(quotes), outcomes) == 10
+            fed += 1
+    assert_reconciled(start, e.counters(), outcomes, fed)
+    assert outcomes[-1] > MUTATIONS_PER_CAPTURE // 4 and outcomes[10] > 100, outcomes
+
+
 @pytest.mark.corpus
 def test_mutated_rest_snapshots() -> None:
     cap = need("usdm")

@@ -311,6 +311,12 @@ def test_frame_over_max_frame() -> None:
     assert e.feed(exact) == 0, e.last_error()
 
 
+def quote(fields: bytes) -> bytes:
+    """A Deribit ``quote.BTC-PERPETUAL`` notification with these data fields."""
+    return (b'{"jsonrpc":"2.0","method":"subscription","params":{"channel":'
+            b'"quote.BTC-PERPETUAL","data":{' + fields + b"}}}")
+
+
 @pytest.mark.parametrize(
     "venue, frame, kind, names",
     [
@@ -358,12 +364,43 @@ def test_frame_over_max_frame() -> None:
                     b'"book.BTC-PERPETUAL.raw","data":{"type":"change","instrument_name":'
                     b'"BTC-PERPETUAL","change_id":"2","bids":[],"asks":[]}}}',
          "shape", ["change_id"]),
+        ("deribit", quote(b'"instrument_name":"BTC-PERPETUAL","best_bid_price":1,'
+                          b'"best_bid_amount":2,"best_ask_price":3,"best_ask_amount":4'),
+         "shape", ["timestamp"]),
+        ("deribit", quote(b'"timestamp":"1","best_bid_price":1,"best_bid_amount":2,'
+                          b'"best_ask_price":3,"best_ask_amount":4'), "shape", ["timestamp"]),
+        ("deribit", quote(b'"timestamp":-1,"best_bid_price":1,"best_bid_amount":2,'
+                          b'"best_ask_price":3,"best_ask_amount":4'), "shape", ["timestamp"]),
+        ("deribit", quote(b'"timestamp":1,"best_bid_price":1,"best_bid_amount":2,'
+                          b'"best_ask_price":3'), "shape", ["best_ask_amount"]),
+        ("deribit", quote(b'"timestamp":1,"best_bid_price":"1.0x","best_bid_amount":2,'
+                          b'"best_ask_price":3,"best_ask_amount":4'),
+         "number", ["best_bid_price"]),
+        ("deribit", quote(b'"timestamp":1,"best_bid_price":1,"best_bid_amount":2,'
+                          b'"best_ask_price":true,"best_ask_amount":4'),
+         "number", ["best_ask_price"]),
+        ("deribit", quote(b'"timestamp":1,"best_bid_price":1,"best_bid_amount":[2],'
+                          b'"best_ask_price":3,"best_ask_amount":4'),
+         "number", ["best_bid_amount"]),
+        ("deribit", quote(b'"timestamp":1,"best_bid_price":1,"best_bid_amount":2,'
+                          b'"best_ask_price":3,"best_ask_amount":-4'),
+         "number", ["best_ask_amount"]),
+        ("deribit", quote(b'"timestamp":1,"best_bid_price":1,"best_bid_amount":2,'
+                          b'"best_ask_price":3,"best_ask_amount":4,"instrument_name":7'),
+         "shape", ["instrument_name"]),
+        ("deribit", b'{"jsonrpc":"2.0","method":"subscription","params":{"channel":'
+                    b'"quote.BTC-PERPETUAL","data":[1]}}', "shape", ["quote data"]),
     ],
     ids=["okx-no-action", "okx-no-instId", "okx-bad-size", "okx-checksum-string",
          "okx-checksum-33-bits", "okx-seqId-string", "okx-unknown-action",
          "okx-negative-trade-px", "okx-ping-text", "deribit-no-change-id",
          "deribit-unknown-action", "deribit-price-string", "deribit-negative-amount",
-         "deribit-short-level", "deribit-trade-without-price", "deribit-change-id-string"],
+         "deribit-short-level", "deribit-trade-without-price", "deribit-change-id-string",
+         "deribit-quote-no-timestamp", "deribit-quote-timestamp-string",
+         "deribit-quote-negative-timestamp", "deribit-quote-no-ask-amount",
+         "deribit-quote-price-string", "deribit-quote-price-bool",
+         "deribit-quote-amount-array", "deribit-quote-negative-amount",
+         "deribit-quote-instrument-number", "deribit-quote-data-array"],
 )
 def test_other_venues_refuse_bad_frames(venue: str, frame: bytes, kind: str,
                                         names: list[str]) -> None:

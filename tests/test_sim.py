@@ -14,6 +14,7 @@ import math
 import re
 import time
 from collections.abc import Awaitable, Callable, Coroutine
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -618,6 +619,68 @@ def test_deribit_heartbeat_unanswered_closes_answered_stays() -> None:
                    for x, y in zip(data, data[1:], strict=False))
 
     run(with_sim(SimConfig("deribit", symbols=2, rate=100, deribit_min_heartbeat=0.0), body))
+
+
+def test_deribit_quote_follows_the_top_of_the_book() -> None:
+    """``quote.{inst}`` sends the best bid and ask whenever the book's top changes, and only
+    then: replaying the book channel on the same connection, each change that moves the top
+    (price or amount, either side) is followed by a quote of exactly that top."""
+    async def body(sim: Simulator) -> None:
+        c = await connect(sim, "/ws/api/v2")
+        chans = [f"book.{i}.raw" for i in sim.instruments] + [
+            f"quote.{i}" for i in sim.instruments] + ["quote.NOPE"]
+        c.text({"jsonrpc": "2.0", "id": 3, "method": "public/subscribe",
+                "params": {"channels": chans}})
+        await asyncio.sleep(1.0)
+        sim.pause()
+        await sim.settle()
+        msgs = [json.loads(b, parse_float=Decimal) for _t, b in c.frames]
+        reply = next(m for m in msgs if m.get("id") == 3)
+        assert sorted(reply["result"]) == sorted(chans[:-1])
+        books: dict[str, tuple[dict[Decimal, Decimal], dict[Decimal, Decimal]]] = {}
+        owed: dict[str, tuple[Any, ...] | None] = {}  # the quote a top change calls for
+        quotes = moves = 0
+        for m in msgs:
+            if m.get("method") != "subscription":
+                continue
+            ch, d = m["params"]["channel"], m["params"]["data"]
+            inst = d["instrument_name"]
+            if ch.startswith("quote."):
+                assert ch == f"quote.{inst}" and isinstance(d["timestamp"], int)
+                got = (d["best_bid_price"], d["best_bid_amount"], d["best_ask_price"],
+                       d["best_ask_amount"])
+                assert owed.get(inst) == got, (inst, owed.get(inst), got)
+                owed[inst] = None
+                quotes += 1
+                continue
+            assert owed.get(inst) is None, f"{inst}: the top moved and no quote followed"
+            if d["type"] == "snapshot":
+                books[inst] = ({}, {})
+            bids, asks = books[inst]
+            before = _best(bids, asks)
+            for side, lv in ((bids, d["bids"]), (asks, d["asks"])):
+                for action, px, amt in lv:
+                    if action == "delete":
+                        side.pop(px, None)
+                    else:
+                        side[px] = amt
+            if d["type"] == "change" and _best(bids, asks) != before:
+                owed[inst] = _best(bids, asks)
+                moves += 1
+        assert quotes == moves > 20
+        for inst in sim.instruments:
+            top = sim.top(inst)
+            assert owed.get(inst) is None and top is not None
+            assert _best(*books[inst]) == tuple(Decimal(str(x)) for x in top)
+
+    run(with_sim(SimConfig("deribit", symbols=2, rate=200), body))
+
+
+def _best(bids: dict[Decimal, Decimal], asks: dict[Decimal, Decimal]) -> tuple[Any, ...]:
+    """A Deribit quote's four numbers for this book (an empty side: null price, 0)."""
+    b = max(bids) if bids else None
+    a = min(asks) if asks else None
+    return (b, bids[b] if b is not None else 0, a, asks[a] if a is not None else 0)
 
 
 def test_deribit_rejects_short_heartbeat_by_default() -> None:

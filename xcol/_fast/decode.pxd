@@ -1,7 +1,7 @@
 # distutils: language=c++
 # Per-exchange frame decoders over simdjson On-Demand.
 
-from libc.stdint cimport int64_t
+from libc.stdint cimport int64_t, int8_t
 
 from xcol._fast.event cimport Event, Level, Trade
 from xcol._fast.includes.simdjson cimport Parser, Document, Value
@@ -59,3 +59,5 @@ cdef class Decoder:
     cdef int _deribit_params(self, Value &v) noexcept
     cdef int _deribit_book(self, Value &v, bint grouped) noexcept
     cdef int _deribit_trades(self, Value &v) noexcept
+    cdef int _deribit_quote(self, Value &v) noexcept
+    cdef int _quote_num(self, Value &v, int64_t *m, int8_t *d, const char *what) noexcept

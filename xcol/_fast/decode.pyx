@@ -1408,6 +1408,8 @@ cdef class Decoder:
                     channel = CH_BOOK if dots <= 2 else CH_BOOK_TOP
                 elif n > 7 and memcmp(p, b"trades.", 7) == 0:
                     channel = CH_TRADES
+                elif n > 6 and memcmp(p, b"quote.", 6) == 0:
+                    channel = CH_BBO
                 else:
                     channel = CH_NONE
                 # instrument: between the first and the second dot
@@ -1417,7 +1419,7 @@ cdef class Decoder:
                 j = i + 1
                 while j < n and p[j] != b'.':
                     j += 1
-                if i < n and (channel == CH_BOOK or channel == CH_BOOK_TOP):
+                if i < n and channel != CH_TRADES and channel != CH_NONE:
                     ev.sym = p + i + 1
                     ev.sym_len = <int>(j - i - 1)
             elif keq(k, kn, b"data", 4):
@@ -1433,6 +1435,9 @@ cdef class Decoder:
                     if channel == CH_BOOK_TOP:
                         ev.kind = EV_SNAPSHOT
                         ev.channel = CH_BOOK_TOP
+                elif channel == CH_BBO:
+                    if self._deribit_quote(w) < 0:
+                        return -1
                 else:
                     return self._fail(DE_SHAPE, 0, b"params.channel (must precede data)")
         return 0
@@ -1493,6 +1498,97 @@ cdef class Decoder:
         ev.kind = EV_SNAPSHOT if typ == 1 else EV_DEPTH
         ev.channel = CH_BOOK
         ev.first_seq = ev.seq
+        return 0
+
+    cdef int _deribit_quote(self, Value &v) noexcept:
+        """A ``quote.{instrument}`` notification: the best bid and ask as one EV_BBO.
+
+        The four numbers are JSON numbers, read exactly as the book's levels are.  A side
+        without orders (Deribit writes a null or zero price or amount) becomes price 0 and
+        amount 0, as Binance writes an empty bookTicker side.  Deribit's quote carries no
+        sequence: ``seq`` is left unset and the engine derives one from ``timestamp``."""
+        cdef ObjCursor o
+        cdef Value w
+        cdef const char *k
+        cdef size_t kn
+        cdef const char *p
+        cdef size_t n
+        cdef int r
+        cdef int64_t x
+        cdef int seen = 0          # bit per field: timestamp, bid px, bid amount, ask px, ask amount
+        cdef Level *bid = self.bid_buf
+        cdef Level *ask = self.ask_buf
+        cdef Event *ev = &self.ev
+        memset(bid, 0, sizeof(Level))
+        memset(ask, 0, sizeof(Level))
+        r = val_object(v, o)
+        if r != 0:
+            return self._fail(DE_SHAPE, r, b"quote data (expected an object)")
+        while True:
+            r = obj_next(o, &k, &kn, w)
+            if r == 0:
+                break
+            if r < 0:
+                return self._fail(DE_JSON, -r, b"quote data")
+            if keq(k, kn, b"timestamp", 9):
+                # the engine keys quotes on timestamp * 1000 (+ position): keep it in range
+                if val_int64(w, &x) != 0 or x < 0 or x >= 1000000000000000:
+                    return self._fail(DE_SHAPE, 0,
+                                      b"timestamp (expected milliseconds since the epoch)")
+                ev.exch_ts = x
+                seen |= 1
+            elif keq(k, kn, b"instrument_name", 15):
+                if val_str(w, &p, &n) != 0 or n == 0:
+                    return self._fail(DE_SHAPE, 0, b"instrument_name")
+                ev.sym = p
+                ev.sym_len = <int>n
+            elif keq(k, kn, b"best_bid_price", 14):
+                if self._quote_num(w, &bid.px, &bid.pdec, b"best_bid_price") < 0:
+                    return -1
+                seen |= 2
+            elif keq(k, kn, b"best_bid_amount", 15):
+                if self._quote_num(w, &bid.qty, &bid.qdec, b"best_bid_amount") < 0:
+                    return -1
+                seen |= 4
+            elif keq(k, kn, b"best_ask_price", 14):
+                if self._quote_num(w, &ask.px, &ask.pdec, b"best_ask_price") < 0:
+                    return -1
+                seen |= 8
+            elif keq(k, kn, b"best_ask_amount", 15):
+                if self._quote_num(w, &ask.qty, &ask.qdec, b"best_ask_amount") < 0:
+                    return -1
+                seen |= 16
+        if seen != 31 or ev.sym_len == 0:
+            return self._fail(DE_SHAPE, 0, b"quote (needs instrument_name, timestamp, "
+                              b"best_bid_price, best_bid_amount, best_ask_price, "
+                              b"best_ask_amount)")
+        if bid.px == 0 or bid.qty == 0:
+            memset(bid, 0, sizeof(Level))
+        if ask.px == 0 or ask.qty == 0:
+            memset(ask, 0, sizeof(Level))
+        ev.nbids = 1
+        ev.nasks = 1
+        ev.kind = EV_BBO
+        ev.channel = CH_BBO
+        return 0
+
+    cdef int _quote_num(self, Value &v, int64_t *m, int8_t *d, const char *what) noexcept:
+        """One number of a Deribit quote into ``m``/``d``; null reads as 0."""
+        cdef const char *p
+        cdef size_t n
+        cdef int r
+        if val_raw(v, &p, &n) != 0:
+            return self._fail(DE_SHAPE, 0, what)
+        while n > 0 and (p[n - 1] == b' ' or p[n - 1] == b'\n' or p[n - 1] == b'\r'
+                         or p[n - 1] == b'\t'):
+            n -= 1
+        if keq(p, n, b"null", 4):
+            m[0] = 0
+            d[0] = 0
+            return 0
+        r = parse_num(p, p + n, m, d)
+        if r != NUM_OK:
+            return self._fail(DE_NUMBER, r, what)
         return 0
 
     cdef int _deribit_trades(self, Value &v) noexcept:

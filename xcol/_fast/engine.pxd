@@ -45,6 +45,8 @@ ctypedef struct InstState:
     int64_t last_top             # monotonic ns of the last "top" record
     uint64_t trade_seen[4]       # bit k: trade id (trade_id - k) was published
     int64_t hb_seq               # OKX: seqId of the last empty heartbeat update published
+    int64_t quote_seq[16]        # MAX_LINES; Deribit quote: the last key derived per line
+    int64_t bbo_last[4]          # Deribit quote: the last one published, at scale
 
 cdef class Engine:
     cdef readonly str market

@@ -85,6 +85,18 @@ cdef inline bint _trade_seen(InstState *st, int64_t tid) noexcept nogil:
     return False
 
 
+cdef inline int64_t _quote_key(InstState *st, int line, int64_t ts) noexcept nogil:
+    """The sequence a Deribit quote lacks, as ``line`` sees it: ``ts * 1000 + k`` for the
+    k-th quote stamped ``ts`` (ms) on that line.  Deribit delivers an instrument's quotes in
+    order, so every line gives the same quote the same key (k stops at 999)."""
+    cdef int64_t key = ts * 1000
+    cdef int64_t last = st.quote_seq[line]
+    if key <= last < key + 1000:
+        key = last + 1 if last < key + 999 else last
+    st.quote_seq[line] = key
+    return key
+
+
 cdef inline const char *_uint(const char *p, const char *end, int64_t *out) noexcept nogil:
     """Up to 18 digits at ``p``; the byte after them, or NULL."""
     cdef int64_t v = 0
@@ -244,8 +256,10 @@ cdef class Engine:
         self.ist[i].bbo_seq = -1
         self.ist[i].trade_id = -1
         self.ist[i].hb_seq = -1
+        self.ist[i].bbo_last[0] = -1    # no quote published yet (prices are never negative)
         for j in range(MAX_LINES):
             self.ist[i].line_seq[j] = -1
+            self.ist[i].quote_seq[j] = -1
         self.syms.add(b, len(b), i)
         self.symbols.append(symbol)
         self.grids.append(grid if grid > 0 else 0)
@@ -526,6 +540,7 @@ cdef class Engine:
         written to the output; later copies are counted against their line."""
         cdef LineStat *L
         cdef int r, inst, k, units
+        cdef bint same
         cdef Event *ev = &self.decoder.ev
         cdef InstState *st
         cdef Book b
@@ -567,15 +582,24 @@ cdef class Engine:
                     self.bbo_lines |= 1u << line
                     # a quote older than the latest is superseded: never published
                     last = st.bbo_seq
-                    if ev.seq <= last:
+                    same = False
+                    if not ev.has_seq:
+                        # Deribit quote: keyed by this line's position in its timestamp's
+                        # quotes; one equal to the last published changes nothing (the
+                        # copy of it that a line which missed a quote shifted)
+                        ev.seq = _quote_key(st, line, ev.exch_ts)
+                        same = memcmp(st.bbo_last, self.bbo, sizeof(self.bbo)) == 0
+                    if ev.seq <= last or same:
                         L.dups += 1
                         self.duplicates += units
-                        if ev.seq == last:
+                        if ev.seq == last or same:
                             (<HdrHistogram>PyList_GET_ITEM(self.lag_hists, line)).record(
                                 rx - st.bbo_rx)
                         return R_DUPLICATE_COPY
                     st.bbo_seq = ev.seq
                     st.bbo_rx = rx
+                    if not ev.has_seq:
+                        memcpy(st.bbo_last, self.bbo, sizeof(self.bbo))
                 else:
                     # every trade is published once, also one that a slower line
                     # delivers after a later trade (a hole on the faster line)

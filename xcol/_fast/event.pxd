@@ -7,7 +7,7 @@ cdef enum EventKind:
     EV_NONE = 0
     EV_DEPTH = 1         # incremental book update
     EV_SNAPSHOT = 2      # full book in the stream (OKX snapshot/books5/bbo-tbt, Deribit)
-    EV_BBO = 3           # best bid/offer (Binance bookTicker)
+    EV_BBO = 3           # best bid/offer (Binance bookTicker, Deribit quote)
     EV_TRADE = 4         # one or more trades
     EV_REST_SNAPSHOT = 5 # REST depth snapshot (Binance)
     EV_CONTROL = 6       # acks, pongs, heartbeats: liveness, not data
@@ -17,7 +17,7 @@ cdef enum Channel:
     CH_NONE = 0
     CH_BOOK = 1          # incremental L2 (Binance depth, OKX books, Deribit book.*)
     CH_BOOK_TOP = 2      # snapshot-only top of book (OKX books5)
-    CH_BBO = 3           # Binance bookTicker, OKX bbo-tbt
+    CH_BBO = 3           # Binance bookTicker, OKX bbo-tbt, Deribit quote
     CH_TRADES = 4        # Binance trade, OKX trades, Deribit trades
     CH_AGG_TRADES = 5    # Binance aggTrade
     N_CHANNELS = 6
@@ -53,7 +53,8 @@ ctypedef struct Event:
     const char *sym      # symbol text inside the frame (valid during decode)
     int sym_len
     int64_t first_seq    # Binance U; else = seq
-    int64_t seq          # Binance u, OKX seqId, Deribit change_id, bookTicker u
+    int64_t seq          # Binance u, OKX seqId, Deribit change_id, bookTicker u (Deribit
+                         # quote: none, has_seq False; the engine derives one)
     int64_t prev_seq     # Binance pu, OKX prevSeqId, Deribit prev_change_id
     bint has_seq
     bint has_prev

@@ -87,7 +87,7 @@ class Event:
 
     :param inst: the instrument as the exchange spells it.
     :param topic: ``depth``/``bookTicker``/``trade``/``aggTrade`` (Binance), ``books``/
-        ``trades`` (OKX), ``book``/``trades`` (Deribit).
+        ``trades`` (OKX), ``book``/``trades``/``quote`` (Deribit).
     :param seq: the exchange sequence of the update (``u``, ``seqId``, ``change_id``,
         trade id).
     :param book: True for book updates (the ones ``drop_next_update`` drops).
@@ -835,9 +835,39 @@ class OkxSynthetic(OkxFeed):
 
 
 class DeribitFeed(Feed):
-    """Deribit ``book.{inst}.{raw|100ms}`` (snapshot/change, change_id chain) and trades."""
+    """Deribit ``book.{inst}.{raw|100ms}`` (snapshot/change, change_id chain), trades and
+    ``quote.{inst}`` (the best bid and ask, sent whenever the book's top changes)."""
 
     exchange = "deribit"
+
+    def __init__(self, *, loop: bool = True) -> None:
+        super().__init__(loop=loop)
+        self._quoted: dict[str, tuple[Any, Any, Any, Any]] = {}
+
+    def _top(self, inst: str) -> tuple[Any, Any, Any, Any]:
+        """``inst``'s best bid, its amount, best ask, its amount; an empty side is a null
+        price and a zero amount."""
+        book = self.books[inst]
+        b, a = book.bids.best(), book.asks.best()
+        return (b[0] if b else None, b[1] if b else 0.0, a[0] if a else None,
+                a[1] if a else 0.0)
+
+    def start_quotes(self) -> None:
+        """Take every book's current top as the last quote sent (call once the books are
+        loaded): a quote is sent only when the top changes from there."""
+        self._quoted = {inst: self._top(inst) for inst in self.books}
+
+    def quote_events(self, inst: str) -> list[Event]:
+        """A ``quote`` event if ``inst``'s best bid or ask (price or amount) changed since
+        the last one, else nothing.  Call after applying a book change."""
+        top = self._top(inst)
+        if self._quoted.get(inst) == top:
+            return []
+        self._quoted[inst] = top
+        ts = _now_ms()
+        return [Event(inst, "quote", self.books[inst].seq, lambda: _dumps({
+            "timestamp": ts, "instrument_name": inst, "best_bid_price": top[0],
+            "best_bid_amount": top[1], "best_ask_price": top[2], "best_ask_amount": top[3]}))]
 
     def _encode(self, ev: Event, name: str) -> bytes:
         return (b'{"jsonrpc":"2.0","method":"subscription","params":{"channel":"'
@@ -910,6 +940,7 @@ class DeribitReplay(DeribitFeed):
             m = known.get(inst)
             self.meta[inst] = ({"tick": str(m.tick), "lot": str(m.lot)} if m else
                                {"tick": "0.0005", "lot": "0.1"})
+        self.start_quotes()
 
     def steps(self) -> Iterator[Step]:
         if not self._recs:
@@ -943,7 +974,8 @@ class DeribitReplay(DeribitFeed):
             shift[inst] = book.seq - first_id
             fix.add(inst)
             body = self.change_body(inst, bids, asks, prev, book.seq)
-            return [Event(inst, "book", book.seq, _const(body), book=True)]
+            return [Event(inst, "book", book.seq, _const(body), book=True),
+                    *self.quote_events(inst)]
         return produce
 
     def _change(self, inst: str, bids: list[list[Any]], asks: list[list[Any]], cid: int,
@@ -955,7 +987,8 @@ class DeribitReplay(DeribitFeed):
             fix.discard(inst)
             book.seq = cid + shift[inst]
             body = self.change_body(inst, bids, asks, prev, book.seq)
-            return [Event(inst, "book", book.seq, _const(body), book=True)]
+            return [Event(inst, "book", book.seq, _const(body), book=True),
+                    *self.quote_events(inst)]
         return produce
 
 
@@ -976,6 +1009,7 @@ class DeribitSynthetic(DeribitFeed):
                       [[p / 10, float(q * 10)] for p, q in st.asks.items()], st.seq)
             self.books[st.name] = book
             self.meta[st.name] = {"tick": "0.1", "lot": "10"}
+        self.start_quotes()
 
     def steps(self) -> Iterator[Step]:
         k = 0
@@ -999,7 +1033,7 @@ class DeribitSynthetic(DeribitFeed):
             book.seq = prev + syn.rng.randint(1, 5)
             cid = book.seq
             evs = [Event(inst, "book", cid, lambda: self.change_body(
-                inst, bids, asks, prev, cid), book=True)]
+                inst, bids, asks, prev, cid), book=True), *self.quote_events(inst)]
             if syn.rng.random() < self.trade_share:
                 top = book.top_of_book()
                 if top is not None:

@@ -536,6 +536,8 @@ class _Session(WSListener):
 
     def _deribit_channel(self, ch: str) -> tuple[Key, str] | None:
         parts = ch.split(".")
+        if len(parts) == 2 and parts[0] == "quote" and parts[1] in self.sim.feed.books:
+            return (parts[0], parts[1]), ch
         if len(parts) != 3 or parts[0] not in ("book", "trades"):
             return None
         if parts[2] not in ("raw", "100ms") or parts[1] not in self.sim.feed.books:
