@@ -402,6 +402,25 @@ def assert_contiguous(ids: list[int]) -> None:
         f"{len(ids) - len(set(ids))} repeated")
 
 
+def assert_counters(rig: Rig) -> dict[str, Any]:
+    """After ``rig.stop()``: the engine's measured counters balance for every stream and
+    in total with nothing left pending, and every update counted as published is a record
+    in the JSONL output (but those replayed into a snapshot record); returns the totals."""
+    stats = rig.col.stats()
+    for st in stats["streams"]:
+        assert st["received"] == (st["published"] + st["duplicates"] + st["dropped"]
+                                  + st["pending"]), st
+        assert st["pending"] == 0, st
+    c: dict[str, Any] = stats["counters"]
+    assert c["received"] == c["published"] + c["duplicates"] + c["dropped"], c
+    assert c["pending"] == 0 and c["dropped"] == sum(c["dropped_by_reason"].values()), c
+    assert c["published"] > 0, c
+    if rig.jsonl:
+        recs = read_records(rig.out)
+        assert sum(r["type"] != "top" for r in recs) == c["published"] - c["in_snapshot"], c
+    return c
+
+
 def conn_stats(rig: Rig, line_ids: Sequence[int]) -> list[dict[str, Any]]:
     """The ``/stats`` connection entries of these collector line ids."""
     return [c for c in rig.col.stats()["connections"] if c["id"] in line_ids]

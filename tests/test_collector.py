@@ -52,14 +52,20 @@ def test_two_lines_against_the_simulator(tmp_path: Path) -> None:
     assert wins_fast / (wins_fast + wins_slow) >= 0.9
     depth_slow = slow[0]
     assert abs(depth_slow["lag_us"]["p50"] - 3000) < 1500  # injected 3 ms
-    (stream,) = stats["streams"]
+    (stream,) = [s for s in stats["streams"] if s["channel"] == "depth"]
     assert stream["synced"] and stream["gaps"] == 0
     # the collector's book is the simulator's book
     inst = sim.instruments[0]
     book = col.feeds[0].engine.book(inst)
     assert book.last_seq == sim.last_seq(inst)
+    # measured per stream: every update received is published, a duplicate, dropped or
+    # (before the stop) still held by the book
+    for st in stats["streams"]:
+        assert st["received"] == (st["published"] + st["duplicates"] + st["dropped"]
+                                  + st["pending"]) and st["received"] > 0, st
     c = stats["counters"]
-    assert c["received"] == c["published"] + c["duplicates"] + c["dropped"]
+    assert c["received"] == c["published"] + c["duplicates"] + c["dropped"] + c["pending"]
+    assert c["duplicates"] > 0 and set(c["dropped_by_reason"]) <= {"unsynced"}, c
     # every update from a frame is also timed by stage (the REST snapshot is not a
     # frame), and the stages add up to the whole
     lat = stats["latency"]
@@ -73,7 +79,9 @@ def test_two_lines_against_the_simulator(tmp_path: Path) -> None:
     # every published record reached the JSONL file, once
     lines = out.read_text().splitlines()
     recs = [json.loads(x) for x in lines]
-    engine_pub = col.feeds[0].engine.arbiter_counters()["published"]
+    ac = col.feeds[0].engine.arbiter_counters()
+    assert ac["pending"] == 0  # stop() dropped (counted) what the book still held
+    engine_pub = ac["published"] - ac["in_snapshot"]  # replayed into the snapshot record
     # "top" records are derived views of the book (at most one per 100 ms), not updates
     tops = [r for r in recs if r["type"] == "top"]
     assert len(recs) - len(tops) == engine_pub
@@ -109,7 +117,7 @@ def test_server_pings_are_answered_and_keep_the_connections(tmp_path: Path) -> N
         assert len(stats["connections"]) == 2  # /public and /market
         assert all(c["reconnects"] == 0 and c["state"] == "connected"
                    for c in stats["connections"])
-        (stream,) = stats["streams"]
+        (stream,) = [s for s in stats["streams"] if s["channel"] == "depth"]
         assert stream["synced"] and stream["gaps"] == 0
 
     asyncio.run(main())

@@ -441,6 +441,26 @@ def test_render_partial_documents() -> None:
     assert "xcol_published_total" not in fams
 
 
+def test_render_stream_counters() -> None:
+    """The measured per-stream buckets and the pending gauge reach /metrics."""
+    st = {"exchange": "okx", "instrument": "BTC-USDT", "channel": "depth", "synced": True,
+          "last_seq": 5, "gaps": 1, "resyncs": 1, "received": 10, "published": 6,
+          "duplicates": 2, "dropped": 1, "pending": 1, "dropped_by_reason": {"expired": 1}}
+    text = render_stats({"streams": [st], "counters": {
+        "received": 10, "published": 6, "duplicates": 2, "dropped": 1, "pending": 1,
+        "dropped_by_reason": {"expired": 1}}})
+    fams = parse_prometheus(text)
+    lab = {"exchange": "okx", "instrument": "BTC-USDT", "channel": "depth"}
+    for key, v in (("received", 10), ("published", 6), ("duplicates", 2), ("dropped", 1)):
+        assert fams[f"xcol_stream_{key}_total"].samples == [
+            (f"xcol_stream_{key}_total", lab, float(v))]
+    assert fams["xcol_stream_pending"].samples == [("xcol_stream_pending", lab, 1.0)]
+    assert fams["xcol_stream_drops_total"].samples == [
+        ("xcol_stream_drops_total", {**lab, "reason": "expired"}, 1.0)]
+    assert fams["xcol_pending"].samples == [("xcol_pending", {}, 1.0)]
+    assert fams["xcol_drops_total"].samples == [("xcol_drops_total", {"reason": "expired"}, 1.0)]
+
+
 def test_strict_parser_rejects_bad_text() -> None:
     bad = [
         "xcol_x 1",  # no trailing line feed

@@ -139,3 +139,15 @@ def test_render_tolerates_partial_documents() -> None:
     text = out.getvalue()
     assert "connections (1)" in text
     assert "received 5" in text and "reconciled" not in text
+
+
+def test_render_reconciles_with_pending() -> None:
+    """Updates a book still holds are part of the identity when the document has them."""
+    def text(pending: int) -> str:
+        out = io.StringIO()
+        render({"counters": {"received": 10, "published": 6, "duplicates": 2, "dropped": 1,
+                             "pending": pending}}, out)
+        return out.getvalue()
+
+    assert "dropped 1  pending 1  (reconciled)" in text(1)
+    assert "(in flight or unaccounted: -1)" in text(2)

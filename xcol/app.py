@@ -45,10 +45,31 @@ from xcol.sinks import build_sinks
 log = logging.getLogger("xcol")
 
 CHANNEL_NAMES = {1: "depth", 3: "bbo", 4: "trades"}
+#: the engine's channels (xcol._fast.event Channel) each configured channel feeds
+ENGINE_CHANNELS = {"depth": (1, 2), "bbo": (3,), "trades": (4, 5)}
 #: OKX/Deribit: seconds before a book still out of sync is resubscribed again.
 RESUBSCRIBE_RETRY_S = 2.0
 #: Start-up: the longest wait for one instrument-list request.
 INSTRUMENTS_TIMEOUT_S = 10.0
+
+
+def _stream_counters(eng: Engine, sym: str, channel: str) -> dict[str, Any]:
+    """The engine's measured counters of one configured stream (summed over the engine
+    channels it is carried on): received, published, duplicates, dropped (and by
+    reason), pending."""
+    out: dict[str, Any] = {"received": 0, "published": 0, "in_snapshot": 0, "duplicates": 0,
+                           "dropped": 0, "pending": 0}
+    reasons: dict[str, int] = {}
+    for ch in ENGINE_CHANNELS.get(channel, ()):
+        c = eng.stream_counters(sym, ch)
+        for k in out:
+            out[k] += c[k]
+        for k, v in c["dropped_by_reason"].items():
+            reasons[k] = reasons.get(k, 0) + v
+        if channel != "depth" and c["last_seq"] is not None:
+            out["last_seq"] = c["last_seq"]
+    out["dropped_by_reason"] = reasons
+    return out
 
 
 @dataclass
@@ -285,6 +306,12 @@ class Collector:
                 if ln.listener is not None:
                     ln.listener.flush()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        for fr in self.feeds:
+            # no frame comes any more: what the books still hold (ahead of a hole, or
+            # waiting for a snapshot) is dropped, counted with reason "shutdown"
+            n = fr.engine.discard_pending()
+            if n:
+                log.info("%s: %d held updates dropped at shutdown", fr.cfg.exchange, n)
         report = await self.fanout.drain_and_close(self.cfg.runtime.shutdown_deadline_s)
         if self.http is not None:
             await self.http.stop()
@@ -292,8 +319,9 @@ class Collector:
                  self.cfg.runtime.shutdown_deadline_s,
                  "complete" if report.complete else f"incomplete, left {report.left}")
         c = self.stats()["counters"]
-        log.info("final counters: received %d published %d duplicates %d dropped %d",
-                 c["received"], c["published"], c["duplicates"], c["dropped"])
+        log.info("final counters: received %d published %d (in snapshots %d) duplicates %d "
+                 "dropped %d pending %d %s", c["received"], c["published"], c["in_snapshot"],
+                 c["duplicates"], c["dropped"], c["pending"], c["dropped_by_reason"])
         for sk in self.fanout.stats().values():
             log.info("final sink %s: offered %d published %d dropped %d queued %d", sk.name,
                      sk.offered, sk.published, sk.dropped_total, sk.queued)
@@ -637,14 +665,18 @@ class Collector:
         conns: list[dict[str, Any]] = []
         streams: list[dict[str, Any]] = []
         code, exch, stages = self._latency()
-        received = published = duplicates = dropped = 0
+        totals = {"received": 0, "published": 0, "in_snapshot": 0, "duplicates": 0,
+                  "dropped": 0, "pending": 0}
+        reasons: dict[str, int] = {}
         for fr in self.feeds:
             eng = fr.engine
+            # measured per stream by the engine: received = published + duplicates +
+            # dropped + pending (held by a book) for every stream, hence for the sums
             ac = eng.arbiter_counters()
-            received += ac["received"]
-            duplicates += ac["duplicates"]
-            dropped += ac["unsynced"]
-            published += ac["received"] - ac["duplicates"] - ac["unsynced"]
+            for k in totals:
+                totals[k] += ac[k]
+            for k, v in ac["dropped_by_reason"].items():
+                reasons[k] = reasons.get(k, 0) + v
             for ln in fr.lines:
                 st = eng.line_stats(ln.line_id)
                 lag = eng.lag_histogram(ln.line_id)
@@ -664,13 +696,19 @@ class Collector:
                     "send_queued": ln.outbox.queued if ln.outbox is not None else 0,
                 })
             for sym in fr.cfg.symbols if fr.scales else ():
-                if "depth" in fr.cfg.channels:
-                    b = eng.book(sym)
-                    streams.append({
-                        "exchange": fr.cfg.exchange, "instrument": sym, "channel": "depth",
-                        "synced": b.synced, "last_seq": b.last_seq, "gaps": b.gaps,
-                        "resyncs": max(0, b.snapshots - 1), "levels": list(b.depth()),
-                    })
+                for ch in fr.cfg.channels:
+                    entry: dict[str, Any] = {"exchange": fr.cfg.exchange, "instrument": sym,
+                                             "channel": ch}
+                    if ch == "depth":
+                        b = eng.book(sym)
+                        entry.update(synced=b.synced, last_seq=b.last_seq, gaps=b.gaps,
+                                     resyncs=max(0, b.snapshots - 1), levels=list(b.depth()))
+                    else:
+                        # quotes and trades need no book to be exact; last_seq: the
+                        # last quote's update id / the newest trade id
+                        entry.update(synced=True, last_seq=None, gaps=0, resyncs=0)
+                    entry.update(_stream_counters(eng, sym, ch))
+                    streams.append(entry)
         sinks = []
         by_name = {sk.name: sk for sk in self.fanout.sinks}
         for s in self.fanout.stats().values():
@@ -695,8 +733,7 @@ class Collector:
                         "stages_us": {k: latency_summary(h, 1000.0)
                                       for k, h in stages.items()}},
             "sinks": sinks,
-            "counters": {"received": received, "published": published,
-                         "duplicates": duplicates, "dropped": dropped},
+            "counters": {**totals, "dropped_by_reason": reasons},
             # where each feed's scales came from (docs/configuration.md, fetch_instruments)
             "instruments": [{"feed": fr.cfg.name, "exchange": fr.cfg.exchange,
                              "scales": fr.scales or "pending",

@@ -156,7 +156,15 @@ cdef class Book:
     cdef readonly int64_t checksums_checked
     cdef readonly int64_t checksums_failed
     cdef readonly int64_t checksums_unchanged   # checked without recomputing (top unchanged)
-    cdef readonly int64_t pending_dropped
+    # how held/buffered events left the buffer other than through drain_next (the
+    # engine's per-stream counters add these; see Engine.stream_counters)
+    cdef readonly int64_t pending_dropped     # the buffer was full: oldest half dropped
+    cdef readonly int64_t pending_expired     # the hole never filled (OKX/Deribit expiry)
+    cdef readonly int64_t pending_discarded   # a snapshot replaced their chain
+    cdef readonly int64_t pending_folded      # replayed into a REST snapshot's record
+    cdef readonly int64_t pending_dups        # copies of held events / older than the snapshot
+    cdef readonly int64_t pending_failed      # could not be stored (no memory)
+    cdef readonly int64_t pending_closed      # still held when the engine was closed
     # pre-snapshot buffer
     cdef Pending *pend
     cdef int npend
@@ -182,6 +190,7 @@ cdef class Book:
     cdef int export_levels(self, bint bids, Level *out, int cap) noexcept
     cdef int depth(self, bint bids) noexcept
     cdef int expire(self, int64_t now) noexcept
+    cdef int close_pending(self) noexcept
     cdef int64_t winner_rx(self, int64_t seq) noexcept
     cdef void _ring(self, int64_t seq, int64_t rx) noexcept
     cdef int apply_rest_snapshot(self, Event *ev) noexcept

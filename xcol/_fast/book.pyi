@@ -31,6 +31,12 @@ class Book:
     checksums_checked: int
     checksums_failed: int
     pending_dropped: int
+    pending_expired: int
+    pending_discarded: int
+    pending_folded: int
+    pending_dups: int
+    pending_failed: int
+    pending_closed: int
     def __init__(
         self, symbol: str, mode: int, price_scale: int = 8, qty_scale: int = 8,
         max_pending: int = 100000,

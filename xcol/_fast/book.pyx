@@ -1224,7 +1224,22 @@ cdef class Book:
             return 0
         self.held_expired += 1
         self._lose_sync()
+        if self.mode != MODE_BINANCE_SPOT and self.mode != MODE_BINANCE_FUTURES:
+            # the in-stream snapshot that resyncs OKX/Deribit replaces the chain they
+            # belong to: they can never be applied (Binance keeps them for its REST
+            # snapshot, which may still bridge them)
+            self.pending_expired += self.npend
+            self.npend = 0
+            self.npool = 0
         return 1
+
+    cdef int close_pending(self) noexcept:
+        """Discard every held/buffered event (the engine is closing); returns how many."""
+        cdef int n = self.npend
+        self.pending_closed += n
+        self.npend = 0
+        self.npool = 0
+        return n
 
     cdef int _binance(self, int64_t first, int64_t seq, int64_t prev,
                       Level *bids, int nb, Level *asks, int na) noexcept:
@@ -1268,6 +1283,7 @@ cdef class Book:
         cdef int i, r
         cdef Pending *pp
         cdef int result = AR_SNAPSHOT
+        cdef int applied = 0
         if self.mode != MODE_BINANCE_SPOT and self.mode != MODE_BINANCE_FUTURES:
             return AR_UNSYNCED
         if self.state != ST_WAIT_SNAPSHOT and ev.seq <= self.last_seq:
@@ -1290,17 +1306,30 @@ cdef class Book:
             r = self._binance(pp.first_seq, pp.seq, pp.prev_seq,
                               self.pool + pp.off, pp.nbids,
                               self.pool + pp.off + pp.nbids, pp.nasks)
-            if r == AR_GAP:
-                # The snapshot is older than what the buffer still holds:
-                # keep the rest buffered and wait for a newer snapshot.
+            if r == AR_GAP or r == AR_HELD:
+                # AR_GAP: the snapshot is older than what the buffer still holds: keep
+                # the rest buffered and wait for a newer snapshot.  AR_HELD: a hole
+                # inside the buffer once synced: keep the rest held for the reorder
+                # window, as if they had just arrived (another line may fill it).
                 memmove(self.pend, self.pend + i, <size_t>(self.npend - i) * sizeof(Pending))
                 self.npend -= i
-                result = AR_GAP
+                if r == AR_GAP:
+                    result = AR_GAP
                 break
+            if r == AR_APPLIED:
+                applied += 1
+            else:
+                self.pending_dups += 1        # AR_DUPLICATE: the snapshot already has it
         else:
             self.npend = 0
             self.npool = 0
-        # On a gap the pool is untouched, so the kept events' offsets stay valid.
+        # The events applied are in the snapshot record the engine publishes; after a gap
+        # that record is not published and the next snapshot supersedes them.
+        if result == AR_SNAPSHOT:
+            self.pending_folded += applied
+        else:
+            self.pending_discarded += applied
+        # On a gap (or a hole) the pool is untouched, so the kept events' offsets stay valid.
         return result
 
     cdef int apply(self, Event *ev) noexcept:
@@ -1315,9 +1344,12 @@ cdef class Book:
             if ev.kind != EV_DEPTH:
                 return AR_UNSYNCED
             if self.state == ST_WAIT_SNAPSHOT:
-                if self._buffer(ev) == 1:
+                r = self._buffer(ev)
+                if r == 1:
                     self.duplicates += 1
                     return AR_DUPLICATE
+                if r < 0:
+                    self.pending_failed += 1
                 return AR_BUFFERED
             r = self._binance(ev.first_seq, ev.seq, ev.prev_seq if ev.has_prev else -2,
                               ev.bids, ev.nbids, ev.asks, ev.nasks)
@@ -1325,12 +1357,24 @@ cdef class Book:
                 self.exch_ts = ev.exch_ts
                 self._ring(ev.seq, self.now)
             elif r == AR_HELD:
-                if self._buffer(ev) == 1:
+                r = self._buffer(ev)
+                if r == 1:
                     self.duplicates += 1
                     return AR_DUPLICATE
+                if r < 0:
+                    self.pending_failed += 1
                 self.held += 1
+                return AR_HELD
             elif r == AR_GAP:
-                self._buffer(ev)      # the new snapshot will need it
+                # the new snapshot will need it; AR_BUFFERED/AR_HELD/AR_GAP events are
+                # the buffer's to account for (held, or counted here if not stored)
+                r = self._buffer(ev)
+                if r == 1:
+                    self.duplicates += 1
+                    self.pending_dups += 1
+                elif r < 0:
+                    self.pending_failed += 1
+                return AR_GAP
             return r
         if ev.kind == EV_SNAPSHOT:
             if (mode != MODE_SNAPSHOT and self.state == ST_SYNCED and ev.has_seq
@@ -1339,6 +1383,7 @@ cdef class Book:
                 return AR_DUPLICATE
             if self._load(ev.bids, ev.nbids, ev.asks, ev.nasks) < 0:
                 return AR_BAD_NUMBER
+            self.pending_discarded += self.npend
             self.npend = 0              # held updates belong to the old chain
             self.npool = 0
             self.snapshots += 1
@@ -1628,7 +1673,10 @@ cdef class Book:
             "checksums_failed": self.checksums_failed,
             "checksums_unchanged": self.checksums_unchanged, "pending": self.npend,
             "ladder_moves": self.bids.recentres + self.asks.recentres,
-            "pending_dropped": self.pending_dropped,
+            "pending_dropped": self.pending_dropped, "pending_expired": self.pending_expired,
+            "pending_discarded": self.pending_discarded,
+            "pending_folded": self.pending_folded, "pending_dups": self.pending_dups,
+            "pending_failed": self.pending_failed, "pending_closed": self.pending_closed,
         }
 
     def __repr__(self) -> str:

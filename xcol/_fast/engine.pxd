@@ -24,6 +24,30 @@ cdef enum FeedResult:
 cdef enum:
     MAX_LINES = 16
 
+# Why an update that reached the arbiter was not published (nor a duplicate).  The
+# engine counts the first five as it sees them; the book counts how its held/buffered
+# events left the buffer (the rest), and Engine.stream_counters adds the two.
+cdef enum DropReason:
+    DR_UNSYNCED = 0        # the book waited for a snapshot and did not keep it
+    DR_GAP = 1             # it broke the sequence (the book lost sync) and was not kept
+    DR_CHECKSUM = 2        # applied, but the exchange's checksum disagreed: not published
+    DR_BAD_NUMBER = 3      # a price or size that does not fit the instrument's scale
+    DR_STALE_SNAPSHOT = 4  # a REST snapshot older than the updates buffered before it
+    DR_EXPIRED = 5         # held for the reorder window; no line filled the hole (book)
+    DR_RESYNC = 6          # held/buffered, then a snapshot replaced its chain (book)
+    DR_OVERFLOW = 7        # the book's buffer was full (book)
+    DR_NO_MEMORY = 8       # the book could not hold it (book)
+    DR_SHUTDOWN = 9        # still held when the engine was closed (book)
+    N_DROP = 10
+
+# Per stream (instrument x channel) outcome of every update that reached the arbiter:
+# received = published + duplicates + sum(dropped) + the book's held events.
+ctypedef struct StreamStat:
+    int64_t received
+    int64_t published            # records written (a REST snapshot is one update)
+    int64_t duplicates           # later copies, or older than the book
+    int64_t dropped[10]          # N_DROP, by DropReason
+
 # Per connection ("line") counters; the arbiter keeps the first copy of each
 # update and counts the rest against the line that brought them.
 ctypedef struct LineStat:
@@ -107,13 +131,10 @@ cdef class Engine:
     cdef size_t out_len
     cdef size_t out_cap
     cdef readonly int64_t out_records
-    cdef readonly int64_t received        # arbitrated updates received, all lines
-    cdef readonly int64_t published       # records written to the output
-    cdef readonly int64_t duplicates      # later copies dropped
-    cdef readonly int64_t early_duplicates  # of which recognised from the header alone
+    cdef StreamStat *sst         # per stream, inst * N_CHANNELS + channel (ist_cap rows)
+    cdef readonly int64_t early_duplicates  # duplicates recognised from the header alone
     cdef unsigned int depth_lines         # bit per line that delivered a depth update
     cdef unsigned int bbo_lines           # bit per line that delivered a bookTicker
-    cdef readonly int64_t unsynced        # updates absorbed while a book (re)syncs
     cdef readonly int64_t stream_gaps     # holes no line filled (post-merge)
 
     cdef int feed_ptr(self, const char *data, size_t n) noexcept
@@ -132,5 +153,5 @@ cdef class Engine:
     cdef void _enc_snapshot(self, int inst, int line, Book b) noexcept
     cdef int _enc_top(self, int inst, int line, Book b) noexcept
     cdef void _done(self, int n, int64_t exch_ts) noexcept
-    cdef void _drain(self, Book b, int inst) noexcept
+    cdef void _drain(self, Book b, int inst, StreamStat *ss) noexcept
     cdef Book _book(self, int inst, int channel)

@@ -28,7 +28,7 @@ from xcol._fast.book cimport (
     AR_APPLIED, AR_BUFFERED, AR_DUPLICATE, AR_GAP, AR_CHECKSUM, AR_UNSYNCED, AR_BAD_NUMBER,
     AR_SNAPSHOT, AR_HELD,
 )
-from xcol._fast.event cimport Level, CH_TRADES
+from xcol._fast.event cimport Level, CH_TRADES, CH_AGG_TRADES
 from xcol._fast.hdr cimport HdrHistogram
 from xcol._fast.num cimport to_scale, format_num, format_int, xcol_copy16, NUM_OK
 from libc.string cimport memcpy, memset, memchr, memcmp
@@ -124,6 +124,13 @@ RESULT_NAMES = {
 
 ERROR_NAMES = ("ok", "json", "shape", "number", "unknown_message", "too_large", "no_memory")
 
+#: why an update was dropped, by DropReason (engine.pxd)
+DROP_REASONS = ("unsynced", "gap", "checksum", "bad_number", "stale_snapshot", "expired",
+                "resync", "overflow", "no_memory", "shutdown")
+
+#: stream channels by number (event.pxd Channel)
+CHANNEL_NAMES = ("none", "depth", "depth_top", "bbo", "trades", "agg_trades")
+
 
 def _format_int(int64_t v) -> bytes:
     """The record writers' integer text (tests compare it with ``str``)."""
@@ -194,6 +201,7 @@ cdef class Engine:
         self.last_result = 0
         self.ist = NULL
         self.ist_cap = 0
+        self.sst = NULL
         self.out = NULL
         self.out_cap = 0
         self.out_len = 0
@@ -211,6 +219,7 @@ cdef class Engine:
     def __dealloc__(self):
         free(self.scales)
         free(self.ist)
+        free(self.sst)
         free(self.out)
         free(self.top_buf)
 
@@ -251,8 +260,13 @@ cdef class Engine:
             if q == NULL:
                 raise MemoryError()
             self.ist = q
+            ss = <StreamStat *>realloc(self.sst, cap * N_CHANNELS * sizeof(StreamStat))
+            if ss == NULL:
+                raise MemoryError()
+            self.sst = ss
             self.ist_cap = cap
         memset(&self.ist[i], 0, sizeof(InstState))
+        memset(&self.sst[i * N_CHANNELS], 0, N_CHANNELS * sizeof(StreamStat))
         self.ist[i].bbo_seq = -1
         self.ist[i].trade_id = -1
         self.ist[i].hb_seq = -1
@@ -428,6 +442,7 @@ cdef class Engine:
         cdef Book b
         cdef InstState *st
         cdef LineStat *L
+        cdef StreamStat *ss
         # a whole frame ends its last level array and its object(s): "...]}" bare,
         # "...]}}" in the combined-stream wrapper; anything else is decoded (and refused)
         if n < 48 or d[n - 1] != b'}':
@@ -461,7 +476,8 @@ cdef class Engine:
             return 0
         L = &self.lines[line]
         L.updates += 1
-        self.received += 1
+        ss = &self.sst[inst * N_CHANNELS + CH_BOOK]
+        ss.received += 1
         st = &self.ist[inst]
         last = st.line_seq[line]
         if last >= 0 and seq > last:
@@ -471,7 +487,7 @@ cdef class Engine:
             st.line_seq[line] = seq
         L.dups += 1
         self.messages += 1         # as the decoded path counts it
-        self.duplicates += 1
+        ss.duplicates += 1
         self.early_duplicates += 1
         b.duplicates += 1
         self.results[<int>AR_DUPLICATE] += 1
@@ -493,6 +509,7 @@ cdef class Engine:
         cdef int64_t u = 0
         cdef InstState *st
         cdef LineStat *L
+        cdef StreamStat *ss
         # {"stream":"<sym>@bookTicker","data":{["e":"bookTicker",]"u":N,"s":"SYM",...}}:
         # the whole object, closed twice; fixed offsets and short compares, no search
         if n < 64 or n > 1024 or d[n - 1] != b'}' or d[n - 2] != b'}' \
@@ -525,9 +542,10 @@ cdef class Engine:
         L.updates += 1
         self.messages += 1         # as the decoded path counts it
         self.bbos += 1
-        self.received += 1
+        ss = &self.sst[inst * N_CHANNELS + CH_BBO]
+        ss.received += 1
         L.dups += 1
-        self.duplicates += 1
+        ss.duplicates += 1
         self.early_duplicates += 1
         if u == st.bbo_seq:
             (<HdrHistogram>PyList_GET_ITEM(self.lag_hists, line)).record(rx - st.bbo_rx)
@@ -543,6 +561,7 @@ cdef class Engine:
         cdef bint same
         cdef Event *ev = &self.decoder.ev
         cdef InstState *st
+        cdef StreamStat *ss
         cdef Book b
         cdef int64_t w, last
         cdef PyObject *bp
@@ -572,12 +591,21 @@ cdef class Engine:
             L.errors += 1
             return r
         if r >= R_BBO:
+            if r == R_BAD_NUMBER:
+                # a BBO or trade frame with a number that does not fit: received, dropped
+                L.updates += 1
+                ss = &self.sst[ev.inst * N_CHANNELS + ev.channel]
+                units = ev.ntrades if ev.kind == EV_TRADE else 1
+                ss.received += units
+                ss.dropped[<int>DR_BAD_NUMBER] += units
+                return r
             if r == R_BBO or r == R_TRADE:
                 inst = ev.inst
                 st = &self.ist[inst]
+                ss = &self.sst[inst * N_CHANNELS + ev.channel]
                 units = 1 if r == R_BBO else ev.ntrades
                 L.updates += 1
-                self.received += units
+                ss.received += units
                 if r == R_BBO:
                     self.bbo_lines |= 1u << line
                     # a quote older than the latest is superseded: never published
@@ -591,7 +619,7 @@ cdef class Engine:
                         same = memcmp(st.bbo_last, self.bbo, sizeof(self.bbo)) == 0
                     if ev.seq <= last or same:
                         L.dups += 1
-                        self.duplicates += units
+                        ss.duplicates += units
                         if ev.seq == last or same:
                             (<HdrHistogram>PyList_GET_ITEM(self.lag_hists, line)).record(
                                 rx - st.bbo_rx)
@@ -606,7 +634,7 @@ cdef class Engine:
                     last = st.trade_id
                     if _trade_seen(st, ev.seq):
                         L.dups += 1
-                        self.duplicates += units
+                        ss.duplicates += units
                         if ev.seq == last:
                             (<HdrHistogram>PyList_GET_ITEM(self.lag_hists, line)).record(
                                 rx - st.trade_rx)
@@ -651,15 +679,16 @@ cdef class Engine:
                                 o = w_lit(o, b'","side":null}\n', 15)
                             self.out_len = <size_t>(o - self.out)
                     self._done(units, ev.exch_ts)
-                self.published += units
+                ss.published += units
                 return r
             return r
         # a book result: ev.inst and ev.channel routed it
         inst = ev.inst
         bp = PyList_GET_ITEM(self.books, inst * N_CHANNELS + ev.channel)
         b = <Book>bp
+        ss = &self.sst[inst * N_CHANNELS + ev.channel]
         L.updates += 1
-        self.received += 1
+        ss.received += 1
         # this line's own continuity, before merging
         if ev.kind == EV_DEPTH and ev.has_seq:
             self.depth_lines |= 1u << line
@@ -688,25 +717,36 @@ cdef class Engine:
                 else:
                     self._enc_book(ev, inst, line, b)
                     self._done(1 + self._enc_top(inst, line, b), ev.exch_ts)
-            self.published += 1
+            ss.published += 1
             if r == AR_APPLIED and b.npend:
-                self._drain(b, inst)
+                self._drain(b, inst, ss)
         elif r == AR_DUPLICATE:
             L.dups += 1
-            self.duplicates += 1
+            ss.duplicates += 1
             w = b.winner_rx(ev.seq)
             if w >= 0:
                 (<HdrHistogram>PyList_GET_ITEM(self.lag_hists, line)).record(rx - w)
         elif r == AR_HELD:
-            L.wins += 1            # first copy; published when the hole is filled
-        elif r == AR_GAP or r == AR_CHECKSUM:
+            # first copy, now in the book's buffer: published when the hole is filled,
+            # else the book counts how it left (Engine.stream_counters)
+            L.wins += 1
+        elif r == AR_BUFFERED:
+            pass                   # before the snapshot, in the book's buffer (likewise)
+        elif r == AR_GAP:
             self.stream_gaps += 1
-            self.unsynced += 1
+            # Binance's book keeps it for the next REST snapshot; the others drop it
+            if b.mode != MODE_BINANCE_SPOT and b.mode != MODE_BINANCE_FUTURES:
+                ss.dropped[<int>DR_GAP] += 1
+        elif r == AR_CHECKSUM:
+            self.stream_gaps += 1
+            ss.dropped[<int>DR_CHECKSUM] += 1
+        elif r == AR_BAD_NUMBER:
+            ss.dropped[<int>DR_BAD_NUMBER] += 1
         else:
-            self.unsynced += 1     # buffered before a snapshot, or dropped unsynced
+            ss.dropped[<int>DR_UNSYNCED] += 1
         return r
 
-    cdef void _drain(self, Book b, int inst) noexcept:
+    cdef void _drain(self, Book b, int inst, StreamStat *ss) noexcept:
         """Publish held events that the last update made contiguous."""
         cdef int r
         cdef Event *hv = &self.held_ev
@@ -717,10 +757,15 @@ cdef class Engine:
                 if self.publish:
                     self._enc_book(hv, inst, line, b)
                     self._done(1 + self._enc_top(inst, line, b), hv.exch_ts)
-                self.published += 1
-            elif r != AR_DUPLICATE:
+                ss.published += 1
+            elif r == AR_DUPLICATE:
+                ss.duplicates += 1
+            else:
+                # AR_HELD / AR_GAP leave it held; AR_CHECKSUM took it out, applied wrong
                 if r == AR_GAP or r == AR_CHECKSUM:
                     self.stream_gaps += 1
+                if r == AR_CHECKSUM:
+                    ss.dropped[<int>DR_CHECKSUM] += 1
                 break
 
     def poll(self, int64_t now) -> int:
@@ -946,10 +991,126 @@ cdef class Engine:
             if o is not None:
                 (<Book>o).reorder_ns = ns
 
+    def stream_counters(self, inst_or_symbol, int channel=CH_BOOK) -> dict:
+        """What became of every update of one stream (an instrument, by id or symbol, on
+        ``channel``; see ``CHANNEL_NAMES``) that reached the arbiter.
+
+        ``received == published + duplicates + dropped + pending`` at any moment:
+        ``pending`` are the updates the stream's book holds (ahead of a hole, or waiting
+        for a snapshot).  ``dropped_by_reason`` names the non-zero reasons
+        (``DROP_REASONS``).  A REST snapshot counts as one update received (and
+        published as a ``snapshot`` record); updates buffered before it and replayed into
+        it count as published too (``in_snapshot`` of them), without a record of their own.
+        ``last_seq`` is the exchange sequence (trade id) of the last one applied or
+        published, or None.
+        """
+        cdef int inst
+        cdef StreamStat *ss
+        cdef int64_t dropped[10]
+        cdef int64_t published, duplicates, pending = 0, folded = 0, last = -1
+        cdef int i
+        cdef object o
+        cdef Book b
+        if isinstance(inst_or_symbol, str):
+            inst = self.instrument_id(inst_or_symbol)
+            if inst < 0:
+                raise KeyError(inst_or_symbol)
+        else:
+            inst = inst_or_symbol
+        if not 0 <= inst < self.ninst:
+            raise IndexError(inst)
+        if not 0 <= channel < N_CHANNELS:
+            raise ValueError(f"unknown channel {channel}")
+        ss = &self.sst[inst * N_CHANNELS + channel]
+        memcpy(dropped, ss.dropped, sizeof(dropped))
+        published = ss.published
+        duplicates = ss.duplicates
+        o = self.books[inst * N_CHANNELS + channel]
+        if o is not None:
+            # how the book's held/buffered events left its buffer, other than drained
+            b = <Book>o
+            folded = b.pending_folded
+            published += folded
+            duplicates += b.pending_dups
+            dropped[<int>DR_EXPIRED] += b.pending_expired
+            dropped[<int>DR_RESYNC] += b.pending_discarded
+            dropped[<int>DR_OVERFLOW] += b.pending_dropped
+            dropped[<int>DR_NO_MEMORY] += b.pending_failed
+            dropped[<int>DR_SHUTDOWN] += b.pending_closed
+            pending = b.npend
+            last = b.last_seq
+        elif channel == CH_BBO:
+            last = self.ist[inst].bbo_seq
+        elif channel == CH_TRADES or channel == CH_AGG_TRADES:
+            last = self.ist[inst].trade_id
+        total = 0
+        for i in range(N_DROP):
+            total += dropped[i]
+        return {"received": ss.received, "published": published, "in_snapshot": folded,
+                "duplicates": duplicates, "dropped": total, "pending": pending,
+                "dropped_by_reason": {DROP_REASONS[i]: dropped[i] for i in range(N_DROP)
+                                      if dropped[i]},
+                "last_seq": last if last >= 0 else None}
+
+    def streams(self) -> list:
+        """``(symbol, channel name, stream_counters)`` of every stream that received an
+        update or has a book."""
+        cdef int inst, ch
+        out = []
+        for inst in range(self.ninst):
+            for ch in range(1, N_CHANNELS):
+                if (self.sst[inst * N_CHANNELS + ch].received
+                        or self.books[inst * N_CHANNELS + ch] is not None):
+                    out.append((self.symbols[inst], CHANNEL_NAMES[ch],
+                                self.stream_counters(inst, ch)))
+        return out
+
     def arbiter_counters(self) -> dict:
-        return {"received": self.received, "published": self.published,
-                "duplicates": self.duplicates, "unsynced": self.unsynced,
-                "stream_gaps": self.stream_gaps}
+        """Totals of :meth:`stream_counters` over every stream, plus ``stream_gaps``
+        (holes no line filled) and ``early_duplicates``."""
+        cdef int inst, ch
+        out = {"received": 0, "published": 0, "in_snapshot": 0, "duplicates": 0,
+               "dropped": 0, "pending": 0}
+        reasons = {}
+        for inst in range(self.ninst):
+            for ch in range(N_CHANNELS):
+                c = self.stream_counters(inst, ch)
+                for k in out:
+                    out[k] += c[k]
+                for k, v in c["dropped_by_reason"].items():
+                    reasons[k] = reasons.get(k, 0) + v
+        out["dropped_by_reason"] = reasons
+        out["stream_gaps"] = self.stream_gaps
+        out["early_duplicates"] = self.early_duplicates
+        return out
+
+    @property
+    def received(self) -> int:
+        """Updates received, all streams (see :meth:`arbiter_counters`)."""
+        cdef int i
+        cdef int64_t t = 0
+        for i in range(self.ninst * N_CHANNELS):
+            t += self.sst[i].received
+        return t
+
+    @property
+    def published(self) -> int:
+        return self.arbiter_counters()["published"]
+
+    @property
+    def duplicates(self) -> int:
+        return self.arbiter_counters()["duplicates"]
+
+    def discard_pending(self) -> int:
+        """Drop every update the books still hold (counted as dropped, reason
+        ``shutdown``): the collector calls it when it stops, after the last frame, so
+        that ``pending`` ends at 0.  Returns how many were dropped."""
+        cdef int n = 0
+        cdef object o
+        for o in self.books:
+            if o is not None:
+                n += (<Book>o).close_pending()
+        return n
 
     # ------------------------------------------------------------ Python API
 
@@ -967,6 +1128,8 @@ cdef class Engine:
         cdef Book b = self.book(inst_or_symbol, CH_BOOK)
         cdef Decoder dec = self.decoder
         cdef int kind = dec.decode(<const char *>data, len(data))
+        cdef int inst = self.syms.find(b._symb, len(b._symb))
+        cdef StreamStat *ss = &self.sst[inst * N_CHANNELS + CH_BOOK]
         self.messages += 1
         if kind < 0:
             self.errors[dec.ev.err] += 1
@@ -977,16 +1140,25 @@ cdef class Engine:
         b.now = mono_ns()
         r = b.apply_rest_snapshot(&dec.ev)
         self.results[r] += 1
+        # the snapshot is one update of the depth stream (the events it replays are the
+        # book's to count: Engine.stream_counters)
+        ss.received += 1
         if r == AR_SNAPSHOT:
-            self.published += 1
+            ss.published += 1
             if self.publish:
                 self.now = b.now
                 self.now_wall = wall_ns()
-                self._enc_snapshot(self.syms.find(b.symbol.encode(), len(b.symbol.encode())),
-                                   -1, b)
+                self._enc_snapshot(inst, -1, b)
                 self._done(1, b.exch_ts)
-        if r == AR_BAD_NUMBER:
+        elif r == AR_DUPLICATE:
+            ss.duplicates += 1
+        elif r == AR_GAP:
+            ss.dropped[<int>DR_STALE_SNAPSHOT] += 1
+        elif r == AR_BAD_NUMBER:
             self.bad_numbers += 1
+            ss.dropped[<int>DR_BAD_NUMBER] += 1
+        else:
+            ss.dropped[<int>DR_UNSYNCED] += 1
         return r
 
     def last_error(self) -> str | None:

@@ -241,6 +241,14 @@ def render_stats(stats: Mapping[str, Any], registry: Registry | None = None) -> 
                           ("dropped", "Updates dropped, for any reason.")):
             if key in counters:
                 reg.counter(f"xcol_{key}_total", what, _num(counters[key]))
+        if "pending" in counters:
+            reg.gauge("xcol_pending", "Updates held by the books (ahead of a hole, or "
+                      "waiting for a snapshot).", _num(counters["pending"]))
+        reasons = counters.get("dropped_by_reason")
+        if isinstance(reasons, Mapping):
+            for reason, n in reasons.items():
+                reg.counter("xcol_drops_total", "Updates dropped, by reason.", _num(n),
+                            {"reason": reason})
 
     for c in _each(stats.get("connections")):
         lab = {"conn": c.get("id"), "exchange": c.get("exchange"),
@@ -294,6 +302,20 @@ def render_stats(stats: Mapping[str, Any], registry: Registry | None = None) -> 
                     _num(s.get("gaps")), lab)
         reg.counter("xcol_stream_resyncs_total", "Snapshots taken to resynchronize.",
                     _num(s.get("resyncs")), lab)
+        for key, what in (("received", "Updates of the stream received, copies included."),
+                          ("published", "Updates of the stream published."),
+                          ("duplicates", "Later copies of the stream's updates."),
+                          ("dropped", "Updates of the stream dropped, for any reason.")):
+            if key in s:
+                reg.counter(f"xcol_stream_{key}_total", what, _num(s[key]), lab)
+        if "pending" in s:
+            reg.gauge("xcol_stream_pending", "Updates of the stream held by its book.",
+                      _num(s["pending"]), lab)
+        reasons = s.get("dropped_by_reason")
+        if isinstance(reasons, Mapping):
+            for reason, n in reasons.items():
+                reg.counter("xcol_stream_drops_total", "Updates of the stream dropped, by "
+                            "reason.", _num(n), {**lab, "reason": reason})
 
     latency = stats.get("latency")
     if isinstance(latency, Mapping):

@@ -206,13 +206,15 @@ def render(doc: Mapping[str, Any], out: TextIO, source: str = "") -> None:
 
     cnt = _sub(doc, "counters")
     if cnt:
-        keys = ("received", "published", "duplicates", "dropped")
+        # pending (held by the books) is measured by collectors that report it
+        keys: tuple[str, ...] = ("received", "published", "duplicates", "dropped")
+        if "pending" in cnt:
+            keys += ("pending",)
         line = "  ".join(f"{k} {_num(cnt.get(k))}" for k in keys)
         vals = [cnt.get(k) for k in keys]
         ints = [v for v in vals if isinstance(v, int) and not isinstance(v, bool)]
         if len(ints) == len(keys):
-            rec, pub, dup, drop = ints
-            diff = rec - (pub + dup + drop)
+            diff = ints[0] - sum(ints[1:])
             line += "  (reconciled)" if diff == 0 else f"  (in flight or unaccounted: {diff:,})"
         print(f"\ncounters\n  {line}", file=out)
 

@@ -70,6 +70,14 @@ class StreamStats(TypedDict):
     last_seq: int | None  # the exchange's sequence of the last applied update
     gaps: int  # holes no connection could fill
     resyncs: int  # snapshots taken after a gap
+    # what became of its updates (measured by the engine): received == published +
+    # duplicates + dropped + pending
+    received: NotRequired[int]
+    published: NotRequired[int]
+    duplicates: NotRequired[int]
+    dropped: NotRequired[int]
+    dropped_by_reason: NotRequired[dict[str, int]]  # "unsynced": n, "expired": n, ...
+    pending: NotRequired[int]  # held by the book (ahead of a hole, before a snapshot)
 
 
 class LatencySummary(TypedDict):
@@ -108,12 +116,15 @@ class SinkStats(TypedDict):
 
 
 class Counters(TypedDict):
-    """Process-wide totals; received == published + duplicates + dropped when idle."""
+    """Process-wide totals of the streams' counters; received == published + duplicates +
+    dropped + pending at any moment (pending is 0 after shutdown)."""
 
     received: int
     published: int
     duplicates: int
     dropped: int
+    pending: NotRequired[int]
+    dropped_by_reason: NotRequired[dict[str, int]]
 
 
 class RestHostStats(TypedDict):
@@ -191,5 +202,6 @@ def empty_stats() -> Stats:
         "streams": [],
         "latency": {"code_us": latency_summary(None), "exchange_ms": latency_summary(None)},
         "sinks": [],
-        "counters": {"received": 0, "published": 0, "duplicates": 0, "dropped": 0},
+        "counters": {"received": 0, "published": 0, "duplicates": 0, "dropped": 0,
+                     "pending": 0, "dropped_by_reason": {}},
     }
