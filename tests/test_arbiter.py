@@ -447,3 +447,47 @@ def test_deribit_quotes_published_once_in_order(arrivals: list[tuple[int, int, i
     c = e.arbiter_counters()
     assert c["received"] == len(arrivals)
     assert c["published"] == len(want) and c["duplicates"] == len(arrivals) - len(want)
+
+
+def _okx_top(channel: bytes, seq: int, ts: int, bid: bytes, ask: bytes) -> bytes:
+    return (b'{"arg":{"channel":"%s","instId":"BTC-USDT"},"data":[{"asks":[["%s","1.5","0",'
+            b'"2"]],"bids":[["%s","0.25","0","1"]],"ts":"%d","seqId":%d}]}'
+            % (channel, ask, bid, ts, seq))
+
+
+#: (seqId, ts ms, bid, ask): the venue reset its sequence after the third push
+OKX_TOPS = [(500, 1_000, b"100.1", b"100.2"), (510, 1_010, b"100.2", b"100.3"),
+            (530, 1_020, b"100.1", b"100.3"), (3, 1_030, b"100.0", b"100.1"),
+            (9, 1_040, b"99.9", b"100.1")]
+
+
+@pytest.mark.parametrize("channel, rtype", [(b"bbo-tbt", "bbo"), (b"books5", "snapshot")])
+def test_okx_top_of_book_published_once_across_lines(channel: bytes, rtype: str) -> None:
+    """OKX bbo-tbt (a quote) and books5 (whole snapshots) from two lines: each push is
+    published once, from the line that brought it first; the slower line's copies are
+    duplicates, and so is a push older than the last one published.  After the venue
+    resets its seqId (lower sequence, later exchange time) pushes are published again,
+    not taken as old copies."""
+    e = Engine("okx")
+    e.add_instrument("BTC-USDT")
+    frames = [_okx_top(channel, q, ts, b, a) for q, ts, b, a in OKX_TOPS]
+    t = 0
+    for i, f in enumerate(frames):
+        for ln in ((0, 1) if i % 2 == 0 else (1, 0)):       # the lead alternates
+            t += 1
+            assert e.feed_on(ln, f, rx=t * MS, rx_wall=1) >= 0, e.last_error()
+    t += 1
+    assert e.feed_on(0, frames[1], rx=t * MS, rx_wall=1) >= 0      # an old push again
+    recs = [r for r in _records(e) if r["type"] == rtype]
+    assert [(r["seq"], r["line"]) for r in recs] == [
+        (q, 0 if i % 2 == 0 else 1) for i, (q, *_rest) in enumerate(OKX_TOPS)]
+    for r, (_q, ts, b, a) in zip(recs, OKX_TOPS, strict=True):
+        assert r["ts_exchange"] == ts
+        if rtype == "bbo":
+            assert (r["bid"], r["bid_qty"], r["ask"], r["ask_qty"]) == (
+                b.decode(), "0.25", a.decode(), "1.5")
+        else:
+            assert r["bids"] == [[b.decode(), "0.25"]] and r["asks"] == [[a.decode(), "1.5"]]
+    c = e.arbiter_counters()
+    assert c["received"] == 2 * len(frames) + 1
+    assert c["published"] == len(frames) and c["duplicates"] == len(frames) + 1

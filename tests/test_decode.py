@@ -262,9 +262,27 @@ def test_okx_bbo_tbt() -> None:
         b'"ts":"1652459225470","seqId":6}]}'
     )
     ev = decode("okx", frame)
-    check(ev, kind=SNAPSHOT, channel=CH_BBO, symbol="BTC-USDT", seq=6,
+    check(ev, kind=BBO, channel=CH_BBO, symbol="BTC-USDT", seq=6,
           exch_ts=1652459225470, asks=[(302435, 1, 12112, 4, 0)],
           bids=[(302372, 1, 5, 1, 0)])
+
+
+def test_okx_bbo_tbt_empty_side_and_too_many_levels() -> None:
+    """bbo-tbt is a quote: an empty side reads as price and size 0 (like a Deribit
+    quote's), and more than one level a side is refused as a shape error, on the
+    scanner's path and on simdjson's (the spaced frame) alike."""
+    base = (b'{"arg":{"channel":"bbo-tbt","instId":"BTC-USDT"},"data":[{'
+            b'"asks":[],"bids":[["30237.2","0.5","0","1"]],"ts":"1652459225470","seqId":6}]}')
+    for frame in (base, base.replace(b'"data":[{', b'"data": [{')):
+        ev = decode("okx", frame)
+        check(ev, kind=BBO, channel=CH_BBO, seq=6, bids=[(302372, 1, 5, 1, 0)],
+              asks=[(0, 0, 0, 0, 0)])
+        two = frame.replace(b'"asks":[]', b'"asks":[["30243.5","1","0","4"],'
+                            b'["30243.6","1","0","4"]]')
+        d = Decoder("okx")
+        assert d.decode_frame(two) == -1
+        err = d.error()
+        assert err is not None and "bbo-tbt" in str(err), err
 
 
 def test_okx_trades() -> None:

@@ -1336,6 +1336,7 @@ cdef class Book:
         """Apply a depth or in-stream snapshot event; returns an ApplyResult."""
         cdef int r
         cdef int mode = self.mode
+        cdef bint old
         if (self._scale_levels(ev.bids, ev.nbids) < 0
                 or self._scale_levels(ev.asks, ev.nasks) < 0):
             self.bad_numbers += 1
@@ -1377,10 +1378,19 @@ cdef class Book:
                 return AR_GAP
             return r
         if ev.kind == EV_SNAPSHOT:
-            if (mode != MODE_SNAPSHOT and self.state == ST_SYNCED and ev.has_seq
-                    and self.has_seq and ev.seq <= self.last_seq):
-                self.duplicates += 1      # another line's (re)subscription snapshot
-                return AR_DUPLICATE
+            # another line's (re)subscription snapshot, or (books5 and other books that
+            # are whole snapshots) another line's copy of one already loaded.  In a
+            # snapshot book the exchange time decides and the sequence only within one
+            # millisecond: OKX may reset seqId.
+            if self.state == ST_SYNCED and ev.has_seq and self.has_seq:
+                if mode == MODE_SNAPSHOT and ev.exch_ts > 0 and self.exch_ts > 0:
+                    old = ev.exch_ts < self.exch_ts or (ev.exch_ts == self.exch_ts
+                                                        and ev.seq <= self.last_seq)
+                else:
+                    old = ev.seq <= self.last_seq
+                if old:
+                    self.duplicates += 1
+                    return AR_DUPLICATE
             if self._load(ev.bids, ev.nbids, ev.asks, ev.nasks) < 0:
                 return AR_BAD_NUMBER
             self.pending_discarded += self.npend

@@ -54,6 +54,7 @@ cdef class Decoder:
     cdef const char *_bn_fast_field(self, const char *k, size_t kn, const char *p) noexcept
     cdef int _binance_field(self, const char *k, size_t kn, Value &v) noexcept
     cdef int _okx(self) noexcept
+    cdef int _okx_bbo(self) noexcept
     cdef int _okx_item(self, Value &v) noexcept
     cdef int _deribit(self) noexcept
     cdef int _deribit_params(self, Value &v) noexcept

@@ -377,6 +377,8 @@ cdef class Decoder:
         if self.venue == VENUE_OKX and self.fast:
             if self._okx_fast(n):
                 self.fast_frames += 1
+                if ev.channel == CH_BBO:
+                    return self._okx_bbo()
                 return ev.kind
             self._reset_event()
         if self.venue == VENUE_BINANCE and self.fast:
@@ -401,12 +403,32 @@ cdef class Decoder:
             return -1
         if not doc_at_end(self.doc):
             return self._fail(DE_JSON, 0, b"end of frame (content after the document)")
+        if self.venue == VENUE_OKX and ev.channel == CH_BBO and ev.kind == EV_SNAPSHOT:
+            return self._okx_bbo()
         if ev.kind == EV_CONTROL or ev.kind == EV_IGNORED:
             # nothing to normalize: drop whatever look-alike fields were read
             ev.nbids = 0
             ev.nasks = 0
             ev.ntrades = 0
         return ev.kind
+
+    cdef int _okx_bbo(self) noexcept:
+        """An OKX ``bbo-tbt`` push, read as a one-level book, becomes a quote (EV_BBO), so
+        the engine publishes it once across lines like the other venues' quotes (by
+        ``seqId``; by ``ts`` when the push has none).  An empty side reads as price and
+        size 0, as a Deribit quote's does."""
+        cdef Event *ev = &self.ev
+        if ev.nbids > 1 or ev.nasks > 1:
+            return self._fail(DE_SHAPE, 0, b"bbo-tbt data (more than one level a side)")
+        if ev.nbids == 0:
+            memset(&self.bid_buf[0], 0, sizeof(Level))
+        if ev.nasks == 0:
+            memset(&self.ask_buf[0], 0, sizeof(Level))
+        ev.nbids = 1
+        ev.nasks = 1
+        ev.first_seq = ev.seq
+        ev.kind = EV_BBO
+        return EV_BBO
 
     # ------------------------------------------------------------- levels
 

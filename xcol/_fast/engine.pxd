@@ -63,6 +63,7 @@ ctypedef struct LineStat:
 ctypedef struct InstState:
     int64_t bbo_seq
     int64_t bbo_rx
+    int64_t bbo_ts               # exchange time of the last quote published
     int64_t trade_id
     int64_t trade_rx
     int64_t line_seq[16]         # MAX_LINES: last depth sequence seen per line

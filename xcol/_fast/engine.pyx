@@ -559,6 +559,7 @@ cdef class Engine:
         cdef LineStat *L
         cdef int r, inst, k, units
         cdef bint same
+        cdef bint old
         cdef Event *ev = &self.decoder.ev
         cdef InstState *st
         cdef StreamStat *ss
@@ -617,7 +618,14 @@ cdef class Engine:
                         # copy of it that a line which missed a quote shifted)
                         ev.seq = _quote_key(st, line, ev.exch_ts)
                         same = memcmp(st.bbo_last, self.bbo, sizeof(self.bbo)) == 0
-                    if ev.seq <= last or same:
+                    if self.venue == VENUE_OKX and st.bbo_ts > 0 and ev.exch_ts > 0:
+                        # OKX may reset bbo-tbt's seqId: the exchange time decides, the
+                        # sequence only within one millisecond
+                        old = ev.exch_ts < st.bbo_ts or (ev.exch_ts == st.bbo_ts
+                                                         and ev.seq <= last)
+                    else:
+                        old = ev.seq <= last
+                    if old or same:
                         L.dups += 1
                         ss.duplicates += units
                         if ev.seq == last or same:
@@ -626,6 +634,7 @@ cdef class Engine:
                         return R_DUPLICATE_COPY
                     st.bbo_seq = ev.seq
                     st.bbo_rx = rx
+                    st.bbo_ts = ev.exch_ts
                     if not ev.has_seq:
                         memcpy(st.bbo_last, self.bbo, sizeof(self.bbo))
                 else:
