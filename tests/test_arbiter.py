@@ -491,3 +491,31 @@ def test_okx_top_of_book_published_once_across_lines(channel: bytes, rtype: str)
     c = e.arbiter_counters()
     assert c["received"] == 2 * len(frames) + 1
     assert c["published"] == len(frames) and c["duplicates"] == len(frames) + 1
+
+
+def _okx_trades(ids: list[int]) -> bytes:
+    items = b",".join(
+        b'{"instId":"UNI-USD-SWAP","tradeId":"%d","px":"5.%03d","sz":"%d","side":"buy",'
+        b'"ts":"%d"}' % (t, t % 1000, t % 7 + 1, 1_652_459_215_000 + t) for t in ids)
+    return b'{"arg":{"channel":"trades","instId":"UNI-USD-SWAP"},"data":[' + items + b"]}"
+
+
+def test_trades_batched_differently_by_two_lines_are_published_once() -> None:
+    """Lines may batch the same trades into different frames: each trade is published
+    once, as its own record with its own id as ``seq``, from the first frame that carried
+    it; a frame that is partly new publishes only its new trades."""
+    e = Engine("okx")
+    e.add_instrument("UNI-USD-SWAP")
+    arrivals = [(0, [101, 102]), (1, [101]), (1, [102, 103]), (0, [103]),
+                (0, [104, 105, 106]), (1, [104]), (1, [105, 106, 107])]
+    for t, (ln, ids) in enumerate(arrivals):
+        assert e.feed_on(ln, _okx_trades(ids), rx=(t + 1) * MS, rx_wall=1) >= 0, e.last_error()
+    recs = [r for r in _records(e) if r["type"] == "trade"]
+    assert [(r["seq"], r["id"], r["line"]) for r in recs] == [
+        (101, 101, 0), (102, 102, 0), (103, 103, 1), (104, 104, 0), (105, 105, 0),
+        (106, 106, 0), (107, 107, 1)]
+    assert [r["price"] for r in recs] == [f"5.{t % 1000:03d}" for t in range(101, 108)]
+    c = e.arbiter_counters()
+    sent = sum(len(ids) for _ln, ids in arrivals)
+    assert c["received"] == sent and c["published"] == 7
+    assert c["duplicates"] == sent - 7 and c["dropped"] == 0

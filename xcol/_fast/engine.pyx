@@ -560,6 +560,7 @@ cdef class Engine:
         cdef int r, inst, k, units
         cdef bint same
         cdef bint old
+        cdef int fresh
         cdef Event *ev = &self.decoder.ev
         cdef InstState *st
         cdef StreamStat *ss
@@ -639,15 +640,23 @@ cdef class Engine:
                         memcpy(st.bbo_last, self.bbo, sizeof(self.bbo))
                 else:
                     # every trade is published once, also one that a slower line
-                    # delivers after a later trade (a hole on the faster line)
+                    # delivers after a later trade (a hole on the faster line); each
+                    # trade of a frame on its own, since lines may batch the same trades
+                    # differently (OKX and Deribit send several a frame)
                     last = st.trade_id
-                    if _trade_seen(st, ev.seq):
+                    fresh = 0
+                    for k in range(ev.ntrades):
+                        ev.trades[k].dup = _trade_seen(st, ev.trades[k].id)
+                        fresh += 1 - ev.trades[k].dup
+                    if fresh == 0:
                         L.dups += 1
                         ss.duplicates += units
                         if ev.seq == last:
                             (<HdrHistogram>PyList_GET_ITEM(self.lag_hists, line)).record(
                                 rx - st.trade_rx)
                         return R_DUPLICATE_COPY
+                    ss.duplicates += units - fresh
+                    units = fresh
                     if ev.seq == st.trade_id:
                         st.trade_rx = rx
                 L.wins += 1
@@ -669,7 +678,9 @@ cdef class Engine:
                             self.out_len = <size_t>(o - self.out)
                     else:
                         for k in range(ev.ntrades):
-                            self._head(HK_TRADE, inst, line, ev.seq, ev.exch_ts)
+                            if ev.trades[k].dup:
+                                continue
+                            self._head(HK_TRADE, inst, line, ev.trades[k].id, ev.exch_ts)
                             if self.out_len + 192 > self.out_cap and self._ensure(192) < 0:
                                 break
                             o = self.out + self.out_len

@@ -45,6 +45,7 @@ ctypedef struct Trade:
     int8_t pdec
     int8_t qdec
     int8_t side          # 1 buy (taker bought), -1 sell, 0 unknown
+    int8_t dup           # set by the engine: another line already published this trade
 
 ctypedef struct Event:
     int kind             # EventKind
