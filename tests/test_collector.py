@@ -194,3 +194,30 @@ def test_histograms_endpoint_decodes_to_the_stats_numbers(tmp_path: Path) -> Non
     (shm,) = [s for s in stats["sinks"] if s["name"] == "shm"]
     same(ref["sink.shm.write_ns"], shm["sink"]["write_ns"], 1.0)
     assert len(ref) == 5 + len(stats["connections"]) + 1
+
+
+def test_ready_names_a_route_without_fresh_data(tmp_path: Path) -> None:
+    """USD-M sends trades on /market and depth on /public.  Replaying a capture that has
+    no ``@trade`` stream (cryptofeed's has aggTrade only), the /market connection never
+    gets data: ``ready()`` must say so although /public is fresh and the book synced."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from capture import need
+    from e2ehelp import Rig, run, until
+
+    cap = need("cf-usdm")
+
+    async def body() -> None:
+        sim_cfg = SimConfig(exchange="binance-usdm", source=[cap.path], speed=1.0,
+                            loop=True, lines=line_configs(1))
+        async with Rig(sim_cfg, tmp_path, overrides=[
+                "feeds.0.channels=depth,trades", "runtime.stale_timeout_s=1.0"]) as rig:
+            await rig.wait_synced()
+            await asyncio.sleep(1.3)
+            await until(lambda: rig.col.ready() != [], 5.0, "not ready")
+            reasons = rig.col.ready()
+            assert reasons == ["binance-usdm: no market connection has fresh data (trades)"]
+            assert rig.book(rig.sim.instruments[0]).synced
+
+    run(body())

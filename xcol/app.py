@@ -763,11 +763,26 @@ class Collector:
                 for sym in fr.cfg.symbols:
                     if not fr.engine.book(sym).synced:
                         reasons.append(f"{fr.cfg.exchange} {sym} depth not synced")
-            fresh = [ln for ln in fr.lines if ln.listener is not None
-                     and ln.listener.last_rx and now - ln.listener.last_rx
-                     < self.cfg.runtime.stale_timeout_s * 1e9]
-            if not fresh:
-                reasons.append(f"{fr.cfg.exchange}: no line has fresh data")
+            # Fresh per route: a route's connections carry their own streams (Binance
+            # USD-M: depth and bookTicker on /public, trades on /market), so data on one
+            # route says nothing of the other's.  Per stream would be stricter, but a
+            # quiet instrument's trades or depth may rightly say nothing for minutes.
+            routes: dict[str, bool] = {}
+            for ln in fr.lines:
+                lst = ln.listener
+                routes[ln.conn.route] = routes.get(ln.conn.route, False) or bool(
+                    lst is not None and lst.last_rx
+                    and now - lst.last_rx < self.cfg.runtime.stale_timeout_s * 1e9)
+            for route, fresh in routes.items():
+                if fresh:
+                    continue
+                if len(routes) == 1:
+                    reasons.append(f"{fr.cfg.exchange}: no line has fresh data")
+                else:
+                    chans = ", ".join(protocols.route_channels(fr.cfg.exchange, route,
+                                                               fr.cfg.channels))
+                    reasons.append(f"{fr.cfg.exchange}: no {route} connection has fresh "
+                                   f"data ({chans})")
         for s in self.fanout.stats().values():
             if not s.healthy:
                 reasons.append(f"sink {s.name} unhealthy: {s.last_error}")

@@ -57,6 +57,17 @@ def _binance_stream_names(market: str, symbol: str,
     return routes
 
 
+def route_channels(market: str, route: str, channels: Sequence[str]) -> list[str]:
+    """The channels among ``channels`` whose streams travel on ``route`` (every one for
+    a market with a single route)."""
+    if not market.startswith("binance"):
+        return list(channels)
+    got = _binance_stream_names(market, "x", channels)
+    if route not in got:
+        return list(channels) if route == "all" else []
+    return [ch for ch in channels if _binance_stream_names(market, "x", [ch]).get(route)]
+
+
 def connections(market: str, endpoint: str, symbols: Sequence[str],
                 channels: Sequence[str]) -> list[Connection]:
     """The connections one line needs on ``endpoint`` for these symbols/channels."""

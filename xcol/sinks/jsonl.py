@@ -98,8 +98,14 @@ class JsonlSink(ThreadedSink):
             self._shutdown_executor()
 
     async def _guard(self, fn: Callable[[], None]) -> None:
-        self._ok = False
-        await self._call(fn)
+        # Healthy until an operation fails, and again once one succeeds.  (Clearing the
+        # flag for the time of every call made /ready answer 503 whenever a write was
+        # in flight, i.e. often under load.)
+        try:
+            await self._call(fn)
+        except BaseException:
+            self._ok = False
+            raise
         self._ok = True
 
     # -- file operations (sink thread) ------------------------------------------------

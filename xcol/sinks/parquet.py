@@ -739,8 +739,13 @@ class ParquetSink(ThreadedSink):
             self._shutdown_executor()
 
     async def _guard(self, fn: Callable[[], None]) -> None:
-        self._ok = False
-        await self._call(fn)
+        # unhealthy only after a failed call (not for the time of every call: /ready
+        # would answer 503 whenever a write was in flight)
+        try:
+            await self._call(fn)
+        except BaseException:
+            self._ok = False
+            raise
         self._ok = True
 
     # -- sink thread ----------------------------------------------------------------------
