@@ -232,3 +232,68 @@ def test_collector_honours_retry_after_then_syncs(caplog: pytest.LogCaptureFixtu
               r.getMessage()]
     assert len(pauses) == 1, pauses
     assert "Retry-After 1 s" in pauses[0] and "1.0 s" in pauses[0]
+
+
+def test_retry_after_is_bounded() -> None:
+    """Retry-After 0 (or a date already past) would let requests go on at once after a
+    429, the road to a ban: the pause is at least MIN_PAUSE_S.  An absurd value is cut to
+    MAX_PAUSE_S instead of stopping snapshots for good."""
+    from xcol.net.restgate import MAX_PAUSE_S, MIN_PAUSE_S
+
+    clock = FakeClock()
+    gate = RestGate("h", 0, clock=clock)
+    assert gate.reject(429, 0.0) == (MIN_PAUSE_S, True)
+    assert gate.delay_for(1) == pytest.approx(MIN_PAUSE_S)
+    clock.t += MIN_PAUSE_S
+    assert gate.reject(418, 1e12) == (MAX_PAUSE_S, True)
+
+
+def test_weight_budget_below_a_snapshot_is_refused() -> None:
+    """A budget smaller than a snapshot request's weight (spot 50, futures 20) could never
+    let one through: refused at configuration time, naming the key."""
+    for bad in ("1", "19", "49"):
+        with pytest.raises(ConfigError, match="weight_per_minute.*>= 50"):
+            load_config(None, env={}, overrides=[
+                "feeds.0.exchange=binance-usdm", "feeds.0.symbols=BTCUSDT",
+                f"runtime.resync.weight_per_minute={bad}"])
+    load_config(None, env={}, overrides=[
+        "feeds.0.exchange=binance-spot", "feeds.0.symbols=BTCUSDT",
+        "runtime.resync.weight_per_minute=50"])
+
+
+def test_snapshot_loop_survives_a_reset_connection(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A REST request that fails with something other than an HTTP error (here the first
+    one's connection is reset) must not end the snapshot loop: the next request syncs the
+    book."""
+    import xcol.app
+
+    calls: list[str] = []
+
+    async def flaky_get(url: str, timeout: float = 10.0) -> bytes:
+        calls.append(url)
+        if len(calls) == 1:
+            raise ConnectionResetError(104, "Connection reset by peer")
+        return await get(url, timeout=timeout)
+
+    monkeypatch.setattr(xcol.app, "get", flaky_get)
+
+    async def main() -> None:
+        sim = Simulator(SimConfig("binance-usdm", symbols=1, rate=200))
+        await sim.start()
+        col: Collector | None = None
+        try:
+            cfg = load_config(None, env={}, overrides=[
+                "feeds.0.exchange=binance-usdm", f"feeds.0.symbols={sim.instruments[0]}",
+                "feeds.0.channels=depth", f"feeds.0.endpoints=ws://127.0.0.1:{sim.ports[0]}",
+                f"feeds.0.rest=http://127.0.0.1:{sim.ports[0]}", "runtime.http="])
+            col = Collector(cfg)
+            await col.start()
+            book = col.feeds[0].engine.book(sim.instruments[0])
+            await until(lambda: book.synced, 15, "book synced after a reset request")
+            assert len(calls) >= 2 and col.feeds[0].snapshot_errors == 1
+        finally:
+            if col is not None:
+                await col.stop()
+            await sim.stop()
+
+    asyncio.run(asyncio.wait_for(main(), 60))

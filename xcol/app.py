@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -137,6 +138,8 @@ class Collector:
         self.http: ObsServer | None = None
         self._stopping = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        #: control-plane loops started again after a failure (see _supervised)
+        self.loop_restarts = 0
         self._paused = False
         self.started = time.time()
         #: one request budget per REST host (``scheme://host:port``), whatever feeds use it:
@@ -273,9 +276,28 @@ class Collector:
             for ln in fr.lines:
                 ln.task = asyncio.create_task(self._line_loop(ln), name=f"line-{ln.line_id}")
                 self._tasks.append(ln.task)
-            self._tasks.append(asyncio.create_task(self._snapshot_loop(fr)))
-            self._tasks.append(asyncio.create_task(self._resubscribe_loop(fr)))
-        self._tasks.append(asyncio.create_task(self._tick_loop()))
+            self._tasks.append(asyncio.create_task(self._supervised(
+                f"{fr.cfg.exchange} snapshot loop", functools.partial(self._snapshot_loop, fr))))
+            self._tasks.append(asyncio.create_task(self._supervised(
+                f"{fr.cfg.exchange} resubscribe loop",
+                functools.partial(self._resubscribe_loop, fr))))
+        self._tasks.append(asyncio.create_task(self._supervised("tick loop", self._tick_loop)))
+
+    async def _supervised(self, name: str,
+                          factory: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        """Run a control-plane loop and start it again when it fails: a loop that died
+        would silently stop resyncs, heartbeats or the stale-data watchdog for the rest
+        of the run.  Each failure is logged with its traceback and counted."""
+        while not self._stopping.is_set():
+            try:
+                await factory()
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                self.loop_restarts += 1
+                log.exception("%s failed; starting it again in 1 s", name)
+                await asyncio.sleep(1.0)
 
     def request_stop(self) -> None:
         """Ask :meth:`run` to shut down (signal handlers call this)."""
@@ -565,6 +587,13 @@ class Collector:
                         break
                     log.warning("%s %s: snapshot failed: %s", fr.cfg.exchange, sym, exc)
                     continue
+                except (OSError, EOFError, ValueError) as exc:
+                    # a reset connection, a cut reply: this loop must outlive any one
+                    # request, or the books would never resync again
+                    fr.snapshot_errors += 1
+                    log.warning("%s %s: snapshot failed: %s: %s", fr.cfg.exchange, sym,
+                                type(exc).__name__, exc)
+                    continue
                 if self._on_snapshot is not None:
                     self._on_snapshot(fr.cfg.exchange, sym, body)
                 code = eng.feed_snapshot(sym, body)
@@ -749,6 +778,7 @@ class Collector:
                                 "rate_limited_s": lim.stats.waited_s}
                                for lim in self.connect_limits.values()],
             "uptime_s": time.time() - self.started,
+            "loop_restarts": self.loop_restarts,
         }
 
     def ready(self) -> list[str]:

@@ -220,6 +220,12 @@ def _non_negative(v: Any) -> str | None:
     return None if v >= 0 else "must be >= 0"
 
 
+def _weight_budget(v: Any) -> str | None:
+    # 50 is the heaviest snapshot request (spot depth, limit 1000): a smaller budget could
+    # never let one through, and the books would never resync
+    return None if v == 0 or v >= 50 else "must be 0 (the exchange's limit) or >= 50"
+
+
 def _ratio(v: Any) -> str | None:
     return None if 0.0 < v <= 1.0 else "must be in (0, 1]"
 
@@ -274,7 +280,7 @@ class ResyncConfig:
     burst: int = field(default=5, metadata=_meta("snapshots allowed at once", _positive))
     weight_per_minute: int = field(default=0, metadata=_meta(
         "REST weight the snapshots of all feeds may spend per host per minute (0: the "
-        "exchange's IP limit: Binance spot 6000, futures 2400)", _non_negative))
+        "exchange's IP limit: Binance spot 6000, futures 2400)", _weight_budget))
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,10 @@ RATE_LIMIT_PAUSE_S = 60.0
 BAN_PAUSE_S = 120.0
 #: the weight window (Binance counts REQUEST_WEIGHT per minute)
 WINDOW_S = 60.0
+#: bounds put on a server's Retry-After: at least a second (0 or a past date would resume
+#: requests at once), at most three days (Binance's longest ban)
+MIN_PAUSE_S = 1.0
+MAX_PAUSE_S = 3 * 24 * 3600.0
 
 
 class RestGate:
@@ -124,7 +128,10 @@ class RestGate:
         else:
             self.rate_limited += 1
             default = RATE_LIMIT_PAUSE_S
-        pause = retry_after if retry_after is not None else default
+        # A Retry-After of 0 (or a date already past) would let requests go on at once,
+        # which is what turns 429s into a ban; an absurd one would stop snapshots for good.
+        pause = (min(max(retry_after, MIN_PAUSE_S), MAX_PAUSE_S) if retry_after is not None
+                 else default)
         now = self._clock()
         new = self._paused_until <= now
         until = now + pause

@@ -163,6 +163,7 @@ class Stats(TypedDict):
     rest: NotRequired[list[RestHostStats]]  # per REST host (Binance snapshots)
     connect_limits: NotRequired[list[ConnectLimitStats]]
     uptime_s: NotRequired[float]
+    loop_restarts: NotRequired[int]  # control-plane loops started again after a failure
     version: NotRequired[str]
 
 
