@@ -88,6 +88,21 @@ def test_outbox_window_limits_normal_messages_not_urgent_ones() -> None:
     run(main(), 10)
 
 
+def test_outbox_backlog_counts_the_window() -> None:
+    """``backlog_s`` (what the resubscribe loop waits before asking again) includes the
+    window cap: at 100 messages/s with 2 allowed per 0.5 s, a third message waits for
+    the window, not 10 ms."""
+    async def main() -> None:
+        sent: list[bytes] = []
+        box = Outbox(100.0, window=(2, 0.5))
+        box.attach(sent.append)
+        for i in range(3):
+            box.put(b"sub%d" % i)     # sub0 goes now, sub1 soon, sub2 after the window
+        assert box.backlog_s > 0.4
+        box.close()
+    run(main(), 10)
+
+
 def test_outbox_close_drops_and_counts_queued_messages() -> None:
     async def main() -> None:
         sent: list[bytes] = []

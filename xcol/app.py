@@ -50,6 +50,8 @@ CHANNEL_NAMES = {1: "depth", 3: "bbo", 4: "trades"}
 ENGINE_CHANNELS = {"depth": (1, 2), "bbo": (3,), "trades": (4, 5)}
 #: OKX/Deribit: seconds before a book still out of sync is resubscribed again.
 RESUBSCRIBE_RETRY_S = 2.0
+#: the longest wait between resubscribes of a book that keeps not syncing
+RESUBSCRIBE_MAX_S = 60.0
 #: Start-up: the longest wait for one instrument-list request.
 INSTRUMENTS_TIMEOUT_S = 10.0
 
@@ -621,21 +623,28 @@ class Collector:
         """OKX/Deribit: resync a book that lost sync by resubscribing its channel on the
         line that wins most (the fastest), so the new in-stream snapshot arrives ahead of
         that line's later updates.  Rate-limited like Binance snapshots; asked again after
-        ``RESUBSCRIBE_RETRY_S`` if the book is still out of sync."""
+        ``RESUBSCRIBE_RETRY_S`` if the book is still out of sync, then after twice that
+        and so on up to ``RESUBSCRIBE_MAX_S``."""
         if fr.cfg.exchange not in ("okx", "deribit") or "depth" not in fr.cfg.channels:
             return
         eng = fr.engine
-        asked: dict[str, float] = {}
+        asked: dict[str, float] = {}     # symbol -> when it may be asked again
+        tries: dict[str, int] = {}       # symbol -> resubscribes since it was last synced
         while not self._stopping.is_set():
             await asyncio.sleep(0.02)
             for sym in fr.cfg.symbols:
                 book = eng.book(sym)
                 if book.synced or not book.resync_requested:
                     asked.pop(sym, None)
+                    tries.pop(sym, None)
                     continue
-                if time.monotonic() - asked.get(sym, -RESUBSCRIBE_RETRY_S) < RESUBSCRIBE_RETRY_S:
+                if time.monotonic() < asked.get(sym, 0.0):
                     continue
-                live = [ln for ln in fr.lines if ln.outbox is not None]
+                # a line with a second's worth of messages already waiting for its message
+                # limit gets no more: resubscribes must not pile up behind it (OKX also
+                # allows only 480 an hour)
+                live = [ln for ln in fr.lines if ln.outbox is not None
+                        and ln.outbox.queued < max(2, int(ln.outbox.rate_per_s))]
                 if not live:
                     continue
                 assert fr.snapshots is not None
@@ -647,8 +656,12 @@ class Collector:
                 msgs = protocols.resubscribe_book(fr.cfg.exchange, sym, ln.next_id + 1)
                 ln.next_id += len(msgs)
                 # paced by the line's message limit: the retry clock starts when the
-                # messages are expected to leave, not when they are queued
-                asked[sym] = time.monotonic() + outbox.backlog_s
+                # messages are expected to leave, not when they are queued; a book that
+                # still does not sync is asked less and less often (2 s, 4 s, ... 60 s)
+                n = tries.get(sym, 0)
+                tries[sym] = n + 1
+                asked[sym] = (time.monotonic() + outbox.backlog_s
+                              + min(RESUBSCRIBE_RETRY_S * 2 ** min(n, 5), RESUBSCRIBE_MAX_S))
                 for msg in msgs:
                     outbox.put(msg.encode())
                 fr.resubscribes += 1

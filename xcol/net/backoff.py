@@ -192,6 +192,20 @@ class WindowLimiter:
             return 0.0
         return self._times[0] + self.window_s - now
 
+    def delay_after(self, n: int) -> float:
+        """Roughly how long until ``n`` more events would all be allowed (0 if now):
+        each waits for an older one to leave the window."""
+        now = self._clock()
+        self._expire(now)
+        k = len(self._times) + n - self.limit     # events that must leave the window
+        if k <= 0:
+            return 0.0
+        if k <= len(self._times):
+            return self._times[k - 1] + self.window_s - now
+        extra = k - len(self._times)
+        base = self._times[-1] + self.window_s - now if self._times else 0.0
+        return base + self.window_s * ((extra - 1) // self.limit)
+
     def try_acquire(self) -> bool:
         """Record an event if allowed now; never waits."""
         if self.delay_for() > 0:

@@ -127,7 +127,11 @@ class Outbox:
     @property
     def backlog_s(self) -> float:
         """Roughly how long a normal message put now would wait."""
-        return self.queued / self.rate_per_s + self._bucket.delay_for(1)
+        wait = self.queued / self.rate_per_s + self._bucket.delay_for(1)
+        if self._window is not None:
+            # the window cap (OKX: 480 subscribes an hour) on the queue and this message
+            wait = max(wait, self._window.delay_after(self.queued + 1))
+        return wait
 
     def attach(self, send: Callable[[bytes], None]) -> None:
         """Start writing through ``send`` (the connection is open); messages put before
