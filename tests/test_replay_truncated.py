@@ -167,3 +167,34 @@ def test_reader_yields_complete_lines_then_raises(tmp_path: Path) -> None:
     path.write_bytes(data[:12])
     with pytest.raises(ReplayError, match="truncated before its first complete line"):
         replay([str(path)])
+
+
+@pytest.mark.corpus
+def test_cut_cryptofeed_capture_feeds_each_rest_snapshot_once(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A cryptofeed ws capture (gzip) cut in the middle, beside its REST companion: every
+    snapshot is fed once, exactly as when replaying the same complete lines from an intact
+    file (the snapshots fed before the cut used to be fed again after it)."""
+    cap = need("cf-usdm")
+    src = cap.path
+    base = src.name[: -len(".ws.1.0")]
+    raw = src.read_bytes()
+    data = gzip.compress(raw)
+    cut = data[: len(data) // 2]
+    n = complete_lines(cut)
+    assert 0 < n < raw.count(b"\n")
+    results = []
+    for kind, body in (("cut", cut), ("whole", gzip.compress(b"".join(
+            line + b"\n" for line in raw.split(b"\n")[:n])))):
+        d = tmp_path / kind
+        d.mkdir()
+        for companion in (".http.0.0", ".0"):
+            (d / (base + companion)).write_bytes((src.parent / (base + companion)).read_bytes())
+        (d / src.name).write_bytes(body)
+        code, out, _err = cli(capsys, str(d / src.name))
+        results.append(out)
+    cut_out, whole_out = results
+    assert cut_out["truncated"] and not whole_out.get("truncated")
+    assert cut_out["messages"] == whole_out["messages"]
+    assert cut_out["instruments"] == whole_out["instruments"]
+    assert cut_out["oracle"] == whole_out["oracle"]

@@ -545,6 +545,8 @@ class _Replayer:
         self.binance = market.startswith("binance")
         self.meta = meta
         self.messages = 0
+        #: REST snapshots fed so far (cryptofeed captures: the position in their list)
+        self.snap_pos = 0
         self.errors = 0
         self.error_samples: list[str] = []
         self.book_insts: set[int] = set()
@@ -754,6 +756,7 @@ class _Replayer:
         """Replay one ws capture, feeding REST snapshots ``snaps[pos:]`` as they arrived;
         returns the new position in ``snaps``."""
         nsnaps = len(snaps)
+        self.snap_pos = pos
         for lineno, ts, data, err in read_cryptofeed_ws(path):
             if err is not None:
                 self.error(f"{name}:{lineno}", err)
@@ -761,6 +764,9 @@ class _Replayer:
             while pos < nsnaps and snaps[pos].ts <= ts:
                 self.feed_http(snaps[pos])
                 pos += 1
+                # kept here too: when the file turns out to be cut off, the caller
+                # goes on from here (no snapshot may be fed twice)
+                self.snap_pos = pos
             self.messages += 1
             r = self.feed(data, name, lineno)
             if r == _R_REST_SNAPSHOT:
@@ -923,8 +929,11 @@ def replay(paths: Sequence[str], *, corpus_root: str | Path | None = None) -> Re
             else:
                 pos = rp.run_cryptofeed(p, name, snaps, pos)
         except TruncatedCapture as exc:
-            # every complete line before the cut was replayed; the next file continues
+            # every complete line before the cut was replayed; the next file continues,
+            # with the snapshots not fed yet
             rp.truncation(name, exc)
+            if fmt != FORMAT_HFTBACKTEST:
+                pos = rp.snap_pos
         except (OSError, EOFError, zlib.error) as exc:
             raise ReplayError(name, f"cannot read: {_oserror_text(exc)}") from None
     for rec in snaps[pos:]:
