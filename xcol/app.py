@@ -426,9 +426,16 @@ class Collector:
             return old
         lst = ln.listener
         deadline = time.monotonic() + 10.0
-        while (lst is not None and lst.last_rx == 0 and time.monotonic() < deadline
-               and not self._stopping.is_set()):
-            await asyncio.sleep(0.005)
+        try:
+            while (lst is not None and lst.last_rx == 0 and time.monotonic() < deadline
+                   and not self._stopping.is_set()):
+                await asyncio.sleep(0.005)
+        except BaseException:
+            # cancelled (shutdown) before the switch: the new connection is nobody's yet,
+            # so close it here or it would stay open with its pacing task
+            outbox.close()
+            new.disconnect(False)
+            raise
         ln.transport = new
         if ln.outbox is not None:
             ln.outbox.close()
