@@ -133,3 +133,43 @@ def test_stdout_sink_writes_to_stream() -> None:
 
     asyncio.run(main())
     assert buf.getvalue() == lines(3)
+
+
+def test_healthy_during_writes_and_unhealthy_when_a_write_hangs(tmp_path: Path) -> None:
+    """A write in flight does not make the sink unhealthy (``/ready`` used to flap to 503
+    under load), but one that hangs longer than ``stuck_after_s`` does: here the file is a
+    FIFO whose reader stops reading, so the write blocks on a full pipe.  Once the reader
+    drains it, the write completes and the sink is healthy again."""
+    import os
+
+    fifo = tmp_path / "pipe.jsonl"
+    os.mkfifo(fifo)
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)   # lets the sink's open succeed
+
+    async def main() -> None:
+        sink = JsonlSink(fifo, fsync=False)
+        sink.stuck_after_s = 0.3
+        await sink.open()
+        assert sink.healthy
+        small = asyncio.create_task(sink.write(b'{"a":1}\n', 1))
+        assert sink.healthy                       # in flight, not failed
+        await small
+        big = asyncio.create_task(sink.write(b"x" * (4 << 20) + b"\n", 1))  # > the pipe
+        await asyncio.sleep(0.1)
+        assert not big.done() and sink.healthy   # blocked, but not for long yet
+        await asyncio.sleep(0.4)
+        assert not big.done() and not sink.healthy and sink.stuck
+        got = 0
+        while not big.done():
+            try:
+                got += len(os.read(reader, 1 << 20))
+            except BlockingIOError:
+                await asyncio.sleep(0.005)
+        await big
+        assert sink.healthy and not sink.stuck
+        await sink.close()
+
+    try:
+        asyncio.run(asyncio.wait_for(main(), 30))
+    finally:
+        os.close(reader)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import abc
 import asyncio
 import concurrent.futures
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -78,11 +79,30 @@ class ThreadedSink(Sink):
     operations in order.
     """
 
+    #: a call still running after this many seconds makes the sink :attr:`stuck`
+    stuck_after_s: float = 30.0
+
     def __init__(self, name: str) -> None:
         super().__init__(name)
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+        self._inflight_since: float | None = None
+
+    @property
+    def stuck(self) -> bool:
+        """A call (a write, a flush) has been running for over :attr:`stuck_after_s`: a
+        hung file system or a full pipe nobody reads.  The sink is then not healthy,
+        though no call failed."""
+        t = self._inflight_since
+        return t is not None and time.monotonic() - t > self.stuck_after_s
 
     async def _call(self, fn: Callable[[], T]) -> T:
+        self._inflight_since = time.monotonic()
+        try:
+            return await self._call_on_thread(fn)
+        finally:
+            self._inflight_since = None
+
+    async def _call_on_thread(self, fn: Callable[[], T]) -> T:
         if self._executor is None:
             from xcol.runtime import move_thread_off_hot_cpus
 

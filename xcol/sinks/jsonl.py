@@ -72,7 +72,7 @@ class JsonlSink(ThreadedSink):
 
     @property
     def healthy(self) -> bool:
-        return self._fd is not None and self._ok
+        return self._fd is not None and self._ok and not self.stuck
 
     @property
     def size(self) -> int:

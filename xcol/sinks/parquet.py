@@ -662,9 +662,9 @@ class ParquetSink(ThreadedSink):
 
     @property
     def healthy(self) -> bool:
-        """Open, the last local operation succeeded, and the uploader (if any) is not
-        failing."""
-        return self._opened and self._ok and not self.uploads.failing
+        """Open, the last local operation succeeded and none has been running for too
+        long (:attr:`stuck`), and the uploader (if any) is not failing."""
+        return self._opened and self._ok and not self.stuck and not self.uploads.failing
 
     @property
     def open_files(self) -> int:
