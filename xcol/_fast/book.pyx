@@ -1309,8 +1309,9 @@ cdef class Book:
             if r == AR_GAP or r == AR_HELD:
                 # AR_GAP: the snapshot is older than what the buffer still holds: keep
                 # the rest buffered and wait for a newer snapshot.  AR_HELD: a hole
-                # inside the buffer once synced: keep the rest held for the reorder
-                # window, as if they had just arrived (another line may fill it).
+                # inside the buffer once synced: keep the rest held for what is left of
+                # the reorder window, counted from each one's arrival (another line may
+                # still fill it; a hole older than the window expires at the next poll).
                 memmove(self.pend, self.pend + i, <size_t>(self.npend - i) * sizeof(Pending))
                 self.npend -= i
                 if r == AR_GAP:
