@@ -189,6 +189,15 @@ def test_sim_cli_rest_reject_flags() -> None:
 # ------------------------------------------------------------------------- end to end
 
 
+def _usdm_collector(sim: Simulator) -> Collector:
+    """A collector of the simulator's first USD-M instrument, depth only, no HTTP."""
+    cfg = load_config(None, env={}, overrides=[
+        "feeds.0.exchange=binance-usdm", f"feeds.0.symbols={sim.instruments[0]}",
+        "feeds.0.channels=depth", f"feeds.0.endpoints=ws://127.0.0.1:{sim.ports[0]}",
+        f"feeds.0.rest=http://127.0.0.1:{sim.ports[0]}", "runtime.http="])
+    return Collector(cfg)
+
+
 def test_collector_honours_retry_after_then_syncs(caplog: pytest.LogCaptureFixture) -> None:
     """The first depth request gets 429 with Retry-After: 1.  Before the change the
     snapshot loop retried 20 ms later (its token bucket allows a burst of 5); now no
@@ -199,11 +208,7 @@ def test_collector_honours_retry_after_then_syncs(caplog: pytest.LogCaptureFixtu
         await sim.start()
         col: Collector | None = None
         try:
-            cfg = load_config(None, env={}, overrides=[
-                "feeds.0.exchange=binance-usdm", f"feeds.0.symbols={sim.instruments[0]}",
-                "feeds.0.channels=depth", f"feeds.0.endpoints=ws://127.0.0.1:{sim.ports[0]}",
-                f"feeds.0.rest=http://127.0.0.1:{sim.ports[0]}", "runtime.http="])
-            col = Collector(cfg)
+            col = _usdm_collector(sim)
             await col.start()
             book = col.feeds[0].engine.book(sim.instruments[0])
             await until(lambda: book.synced, 15, "book synced after the pause")
@@ -282,11 +287,7 @@ def test_snapshot_loop_survives_a_reset_connection(monkeypatch: pytest.MonkeyPat
         await sim.start()
         col: Collector | None = None
         try:
-            cfg = load_config(None, env={}, overrides=[
-                "feeds.0.exchange=binance-usdm", f"feeds.0.symbols={sim.instruments[0]}",
-                "feeds.0.channels=depth", f"feeds.0.endpoints=ws://127.0.0.1:{sim.ports[0]}",
-                f"feeds.0.rest=http://127.0.0.1:{sim.ports[0]}", "runtime.http="])
-            col = Collector(cfg)
+            col = _usdm_collector(sim)
             await col.start()
             book = col.feeds[0].engine.book(sim.instruments[0])
             await until(lambda: book.synced, 15, "book synced after a reset request")

@@ -155,4 +155,5 @@ cdef class Engine:
     cdef int _enc_top(self, int inst, int line, Book b) noexcept
     cdef void _done(self, int n, int64_t exch_ts) noexcept
     cdef void _drain(self, Book b, int inst, StreamStat *ss) noexcept
+    cdef int _inst_of(self, object inst_or_symbol) except -1
     cdef Book _book(self, int inst, int channel)

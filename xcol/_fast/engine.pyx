@@ -323,8 +323,9 @@ cdef class Engine:
         self.books[idx] = b
         return <Book>b
 
-    def book(self, inst_or_symbol, int channel=CH_BOOK):
-        """The book of an instrument (id or symbol) on ``channel`` (created if needed)."""
+    cdef int _inst_of(self, object inst_or_symbol) except -1:
+        """An instrument id from an id or a symbol (KeyError: unknown symbol,
+        IndexError: no such id)."""
         cdef int inst
         if isinstance(inst_or_symbol, str):
             inst = self.instrument_id(inst_or_symbol)
@@ -334,6 +335,12 @@ cdef class Engine:
             inst = inst_or_symbol
         if not 0 <= inst < self.ninst:
             raise IndexError(inst)
+        return inst
+
+    def book(self, inst_or_symbol, int channel=CH_BOOK):
+        """The book of an instrument (id or symbol) on ``channel`` (created if needed)."""
+        cdef int inst
+        inst = self._inst_of(inst_or_symbol)
         return self._book(inst, channel)
 
     def books_list(self) -> list:
@@ -1031,14 +1038,7 @@ cdef class Engine:
         cdef int i
         cdef object o
         cdef Book b
-        if isinstance(inst_or_symbol, str):
-            inst = self.instrument_id(inst_or_symbol)
-            if inst < 0:
-                raise KeyError(inst_or_symbol)
-        else:
-            inst = inst_or_symbol
-        if not 0 <= inst < self.ninst:
-            raise IndexError(inst)
+        inst = self._inst_of(inst_or_symbol)
         if not 0 <= channel < N_CHANNELS:
             raise ValueError(f"unknown channel {channel}")
         ss = &self.sst[inst * N_CHANNELS + channel]
