@@ -83,6 +83,7 @@ def test_faster_line_wins_and_lag_is_the_delay() -> None:
     assert s0["wins"] == s0["updates"] and s1["wins"] == 0
     assert s0["win_rate"] == 1.0
     assert s1["duplicates"] == s1["updates"]
+    assert s1["win_rate"] == 0.0
     lag = e.lag_histogram(1)
     # every later copy of a book/BBO/trade update sits exactly 3 ms behind
     assert abs(lag.value_at_percentile(50) - 3 * MS) <= 3 * MS // 1000
@@ -519,3 +520,22 @@ def test_trades_batched_differently_by_two_lines_are_published_once() -> None:
     sent = sum(len(ids) for _ln, ids in arrivals)
     assert c["received"] == sent and c["published"] == 7
     assert c["duplicates"] == sent - 7 and c["dropped"] == 0
+
+
+def test_win_rate_is_the_share_of_first_copies() -> None:
+    """A line's win rate is wins / (wins + duplicates) as a fraction: the lead changes
+    half way, so each line wins about half (it used to come out 0 for any line that had
+    lost even one update: an integer division)."""
+    snap, stream = usdm_stream()
+    e = engine(snap)
+    half = len(stream) // 2
+    for t, ln, f in merged([[((i + 1) * 10 * MS + (0 if i < half else 3 * MS), f)
+                             for i, f in enumerate(stream)],
+                            [((i + 1) * 10 * MS + (3 * MS if i < half else 0), f)
+                             for i, f in enumerate(stream)]]):
+        e.feed_on(ln, f, rx=t, rx_wall=1)
+    for ln in (0, 1):
+        st = e.line_stats(ln)
+        assert st["wins"] > 0 and st["duplicates"] > 0
+        assert st["win_rate"] == pytest.approx(st["wins"] / (st["wins"] + st["duplicates"]))
+        assert 0.3 < st["win_rate"] < 0.7

@@ -53,8 +53,15 @@ def _table(stats: dict[str, Any], out: TextIO) -> None:
               f"{cn['duplicates']:>9,} {cn['win_rate']:>8.1%} {lag['p50'] / 1000:>10.3f} "
               f"{lag['p99'] / 1000:>10.3f} {cn['gaps']:>5}", file=out)
     for st in stats["streams"]:
-        print(f"   book {st['instrument']}: {'synced' if st['synced'] else 'NOT synced'} "
-              f"seq {st['last_seq']} gaps {st['gaps']} resyncs {st['resyncs']}", file=out)
+        name = f"{st['channel']:<6} {st['instrument']}"
+        counts = (f"published {st.get('published', 0):,}  duplicates "
+                  f"{st.get('duplicates', 0):,}  dropped {st.get('dropped', 0):,}")
+        if st["channel"] == "depth":
+            print(f"   {name}: {'synced' if st['synced'] else 'NOT synced'} seq "
+                  f"{st['last_seq']} gaps {st['gaps']} resyncs {st['resyncs']}  {counts}",
+                  file=out)
+        else:
+            print(f"   {name}: {counts}", file=out)
     out.flush()
 
 

@@ -1003,7 +1003,9 @@ cdef class Engine:
         return {
             "frames": L.frames, "updates": L.updates, "wins": L.wins, "duplicates": L.dups,
             "errors": L.errors, "gaps": L.gaps, "last_rx": L.last_rx,
-            "win_rate": (L.wins / (L.wins + L.dups)) if (L.wins + L.dups) else 0.0,
+            # (a double: cdivision would make wins / total an integer division, 0 for
+            # every line that lost even one update)
+            "win_rate": (<double>L.wins / (L.wins + L.dups)) if (L.wins + L.dups) else 0.0,
         }
 
     def lag_histogram(self, int line) -> HdrHistogram:
