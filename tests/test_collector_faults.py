@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -229,7 +230,8 @@ def test_update_dropped_on_every_line_is_a_gap_then_resync(tmp_path: Path,
 # ====================================================================== malformed frames
 
 
-def test_malformed_frames_are_counted_and_the_collector_keeps_going(tmp_path: Path) -> None:
+def test_malformed_frames_are_counted_and_the_collector_keeps_going(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     """Both lines inject malformed frames (truncated JSON, garbage, wrong shape) before
     real ones: every one is counted as an error of its line in ``/stats`` (read over
     HTTP), no line is dropped for it, and the books are exact."""
@@ -237,7 +239,11 @@ def test_malformed_frames_are_counted_and_the_collector_keeps_going(tmp_path: Pa
     async def body() -> None:
         port = free_port()
         cfg = sim_cfg("binance-usdm", malformed_rate="0.05,0.02")
+        caplog.set_level(logging.WARNING, logger="xcol")
         async with Rig(cfg, tmp_path, [f"runtime.http=127.0.0.1:{port}"]) as rig:
+            def eng_errors() -> int:
+                return int(rig.col.feeds[0].engine.errors_total)
+
             await rig.wait_synced()
             await until(lambda: rig.sim.line_stats(1).malformed >= 10, 30, "malformed frames")
             await rig.settle()
@@ -253,6 +259,13 @@ def test_malformed_frames_are_counted_and_the_collector_keeps_going(tmp_path: Pa
                 ids = rig.line_ids(line)
                 errors = sum(c["errors"] for c in stats["connections"] if c["id"] in ids)
                 assert errors == rig.sim.line_stats(line).malformed > 0, line
+            # /metrics and the log say so too (the log at most every 10 s a connection)
+            from xcol.obs.metrics import render_stats
+            text = render_stats(stats)
+            shown = sum(float(ln.rsplit(" ", 1)[1]) for ln in text.splitlines()
+                        if ln.startswith("xcol_connection_errors_total{"))
+            assert shown == eng_errors() > 0
+            assert any("malformed frame(s) refused" in r.getMessage() for r in caplog.records)
             assert all(c["reconnects"] == 0 and c["state"] == "connected"
                        for c in stats["connections"])
             eng = rig.col.feeds[0].engine

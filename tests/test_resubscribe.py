@@ -68,3 +68,16 @@ def test_resubscribe_messages() -> None:
     assert '"method":"public/unsubscribe"' in der[0] and '"id":7' in der[0]
     assert '"method":"public/subscribe"' in der[1] and '"book.BTC-PERPETUAL.raw"' in der[1]
     assert protocols.resubscribe_book("binance-usdm", "BTCUSDT", 1) == ()
+
+
+@pytest.mark.parametrize("market, path", [("okx", "/ws/v5/public"), ("deribit", "/ws/api/v2")])
+def test_endpoint_given_with_the_venue_path_is_used_as_is(market: str, path: str) -> None:
+    """OKX documents its address with the path (wss://ws.okx.com:8443/ws/v5/public): an
+    endpoint that already ends with it is not given the path twice (it was, and every
+    connection then got HTTP 404 forever)."""
+    from xcol.exchanges import protocols
+
+    for endpoint in ("wss://h.example:8443", "wss://h.example:8443/",
+                     f"wss://h.example:8443{path}", f"wss://h.example:8443{path}/"):
+        (conn,) = protocols.connections(market, endpoint, ["X"], ["depth"])
+        assert conn.url == f"wss://h.example:8443{path}", (endpoint, conn.url)

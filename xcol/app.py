@@ -103,6 +103,10 @@ class Line:
     rotations: int = 0
     #: win-rate rule: (wins, updates) at the start of the current period
     period_base: tuple[int, int] = (0, 0)
+    #: malformed frames already reported in the log, when last reported, last checked
+    errors_logged: int = 0
+    errors_logged_at: float = float("-inf")
+    errors_checked_at: float = float("-inf")
 
 
 @dataclass
@@ -542,6 +546,25 @@ class Collector:
             if time.monotonic() >= next_period:
                 next_period = time.monotonic() + rt.rotation.period_s
                 self._rotate_losers()
+            self._log_refused_frames()
+
+    def _log_refused_frames(self, every_s: float = 10.0) -> None:
+        """Say in the log how many frames a line's decoder refused since it last said so:
+        checked every second, said at most every ``every_s`` per line (the hot path
+        counts them and never logs)."""
+        now = time.monotonic()
+        for fr in self.feeds:
+            for ln in fr.lines:
+                if now - ln.errors_checked_at < 1.0 or now - ln.errors_logged_at < every_s:
+                    continue
+                ln.errors_checked_at = now
+                n = int(fr.engine.line_stats(ln.line_id)["errors"])
+                if n > ln.errors_logged:
+                    log.warning("line %d %s: %d malformed frame(s) refused since the last "
+                                "report (%d in all; /stats connections[].errors)",
+                                ln.line_id, ln.conn.url, n - ln.errors_logged, n)
+                    ln.errors_logged = n
+                    ln.errors_logged_at = now
 
     def _rotate_losers(self) -> None:
         """Win-rate rule: in a feed with several lines, the line that won the smallest
@@ -750,7 +773,10 @@ class Collector:
                                              "channel": ch}
                     if ch == "depth":
                         b = eng.book(sym)
-                        entry.update(synced=b.synced, last_seq=b.last_seq, gaps=b.gaps,
+                        # null until an update was applied (the book's -1 is internal)
+                        entry.update(synced=b.synced,
+                                     last_seq=b.last_seq if b.last_seq >= 0 else None,
+                                     gaps=b.gaps,
                                      resyncs=max(0, b.snapshots - 1), levels=list(b.depth()))
                     else:
                         # quotes and trades need no book to be exact; last_seq: the

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -195,13 +196,15 @@ def _demo_captures(root: Path) -> list[list[str]]:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    import os
     import tempfile
 
     from xcol.replay import ReplayError, replay
+    from xcol.sim.cli import corpus_root
     from xcol.sim.synthetic import write_binance_usdm
 
-    root = Path(args.corpus or os.environ.get("XCOL_CORPUS") or "../shared/corpus")
+    # the same default as `xcol sim` and `xcol demo`: beside the checkout, wherever the
+    # command runs from
+    root = Path(args.corpus) if args.corpus else corpus_root()
     runs = _demo_captures(root) if root.is_dir() else []
     tmp = None
     if not runs:
@@ -237,7 +240,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if getattr(args, "func", None) is None:
         parser.print_help(sys.stderr)
         return EXIT_BAD_INPUT
-    status: int = args.func(args)
+    try:
+        status: int = args.func(args)
+    except BrokenPipeError:
+        # the reader went away (`xcol report | head`): not an error of ours.  Point
+        # stdout at /dev/null so the interpreter's own flush at exit stays quiet too.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_OK
     return status
 
 

@@ -57,6 +57,12 @@ def _binance_stream_names(market: str, symbol: str,
     return routes
 
 
+def _with_path(base: str, path: str) -> str:
+    """``base`` + the venue's WebSocket path, unless the endpoint already ends with it
+    (``wss://ws.okx.com:8443/ws/v5/public`` is how OKX documents its address)."""
+    return base if base.endswith(path) else base + path
+
+
 def route_channels(market: str, route: str, channels: Sequence[str]) -> list[str]:
     """The channels among ``channels`` whose streams travel on ``route`` (every one for
     a market with a single route)."""
@@ -98,7 +104,8 @@ def connections(market: str, endpoint: str, symbols: Sequence[str],
                 name = {"depth": "books", "bbo": "bbo-tbt", "trades": "trades"}[ch]
                 args.append({"channel": name, "instId": sym})
         sub = json.dumps({"op": "subscribe", "args": args}, separators=(",", ":"))
-        return [Connection(url=f"{base}/ws/v5/public", route="public", subscribe=(sub,),
+        return [Connection(url=_with_path(base, "/ws/v5/public"), route="public",
+                           subscribe=(sub,),
                            ping_text="ping", ping_after_s=20.0)]
     if market == "deribit":
         chans = []
@@ -114,7 +121,8 @@ def connections(market: str, endpoint: str, symbols: Sequence[str],
                          "params": {"interval": 10}}, separators=(",", ":"))
         sub = json.dumps({"jsonrpc": "2.0", "id": 2, "method": "public/subscribe",
                           "params": {"channels": chans}}, separators=(",", ":"))
-        return [Connection(url=f"{base}/ws/api/v2", route="api", subscribe=(hb, sub),
+        return [Connection(url=_with_path(base, "/ws/api/v2"), route="api",
+                           subscribe=(hb, sub),
                            heartbeat=True)]
     raise ValueError(f"unknown market {market!r}")
 

@@ -264,6 +264,9 @@ def render_stats(stats: Mapping[str, Any], registry: Registry | None = None) -> 
                     _num(c.get("duplicates")), lab)
         reg.gauge("xcol_connection_win_rate", "Wins over wins plus duplicates (0..1).",
                   _num(c.get("win_rate")), lab)
+        reg.counter("xcol_connection_errors_total",
+                    "Frames refused as malformed (bad JSON, missing or mistyped fields, "
+                    "numbers that do not fit).", _num(c.get("errors")), lab)
         reg.counter("xcol_connection_reconnects_total", "Reconnects of the connection.",
                     _num(c.get("reconnects")), lab)
         reg.counter("xcol_connection_rotations_total",

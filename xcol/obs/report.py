@@ -153,7 +153,7 @@ def render(doc: Mapping[str, Any], out: TextIO, source: str = "") -> None:
     if conns:
         rows: list[tuple[str, ...]] = [("id", "exchange", "endpoint", "state", "frames", "wins",
                                         "win rate", "dups", "lag p50 us", "lag p99 us",
-                                        "lag max us", "reconnects", "gaps")]
+                                        "lag max us", "reconnects", "gaps", "errors")]
         for c in conns:
             lag = _sub(c, "lag_us")
             rows.append((_num(c.get("id")), str(c.get("exchange", "-")),
@@ -161,8 +161,9 @@ def render(doc: Mapping[str, Any], out: TextIO, source: str = "") -> None:
                          _num(c.get("frames")), _num(c.get("wins")), _pct(c.get("win_rate")),
                          _num(c.get("duplicates")), _num(lag.get("p50")),
                          _num(lag.get("p99")), _num(lag.get("max")),
-                         _num(c.get("reconnects")), _num(c.get("gaps"))))
-        _table(rows, {0, 4, 5, 6, 7, 8, 9, 10, 11, 12}, out)
+                         _num(c.get("reconnects")), _num(c.get("gaps")),
+                         _num(c.get("errors"))))
+        _table(rows, {0, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13}, out)
     else:
         print("  (none)", file=out)
 
