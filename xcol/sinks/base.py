@@ -86,6 +86,8 @@ class ThreadedSink(Sink):
         super().__init__(name)
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
         self._inflight_since: float | None = None
+        #: the last operation run through :meth:`_guard` succeeded (False until one has)
+        self._ok = False
 
     @property
     def stuck(self) -> bool:
@@ -101,6 +103,18 @@ class ThreadedSink(Sink):
             return await self._call_on_thread(fn)
         finally:
             self._inflight_since = None
+
+    async def _guard(self, fn: Callable[[], None]) -> None:
+        """Run a file operation on the sink thread and keep :attr:`_ok`: unhealthy from a
+        failed operation until one succeeds.  (Not for the time of every call: ``/ready``
+        would answer 503 whenever a write was in flight; a call that hangs shows as
+        :attr:`stuck` instead.)"""
+        try:
+            await self._call(fn)
+        except BaseException:
+            self._ok = False
+            raise
+        self._ok = True
 
     async def _call_on_thread(self, fn: Callable[[], T]) -> T:
         if self._executor is None:

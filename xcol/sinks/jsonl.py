@@ -66,7 +66,6 @@ class JsonlSink(ThreadedSink):
         self._size = 0
         self._opened_at = 0.0
         self._dirty = False
-        self._ok = False
         #: Files this sink rotated, in order (most recent last).
         self.rotated: list[Path] = []
 
@@ -97,16 +96,6 @@ class JsonlSink(ThreadedSink):
         finally:
             self._shutdown_executor()
 
-    async def _guard(self, fn: Callable[[], None]) -> None:
-        # Healthy until an operation fails, and again once one succeeds.  (Clearing the
-        # flag for the time of every call made /ready answer 503 whenever a write was
-        # in flight, i.e. often under load.)
-        try:
-            await self._call(fn)
-        except BaseException:
-            self._ok = False
-            raise
-        self._ok = True
 
     # -- file operations (sink thread) ------------------------------------------------
 

@@ -637,7 +637,6 @@ class ParquetSink(ThreadedSink):
         self._held = 0  # Arrow bytes in memory over all files
         self._next_expiry = _NEVER  # no open file can expire before this (ns)
         self._opened = False
-        self._ok = False
         self._bad_logged_at = 0.0
         self._bad_unlogged = 0
         # counters (see stats())
@@ -738,15 +737,6 @@ class ParquetSink(ThreadedSink):
                 await self._call(lambda: up.stop(timeout))
             self._shutdown_executor()
 
-    async def _guard(self, fn: Callable[[], None]) -> None:
-        # unhealthy only after a failed call (not for the time of every call: /ready
-        # would answer 503 whenever a write was in flight)
-        try:
-            await self._call(fn)
-        except BaseException:
-            self._ok = False
-            raise
-        self._ok = True
 
     # -- sink thread ----------------------------------------------------------------------
 
