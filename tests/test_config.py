@@ -133,6 +133,10 @@ def test_examples_are_valid() -> None:
     ('[runtime]\nhttp = "127.0.0.1:99999"\n', "runtime.http: port 99999 out of range"),
     ('[runtime]\nshutdown_deadline_s = "10"\n',
      "runtime.shutdown_deadline_s: expected a number, got string"),
+    ("[runtime]\nstale_timeout_s = inf\n",
+     "runtime.stale_timeout_s: expected a finite number, got inf"),
+    ("[runtime.resync]\nrate_per_s = nan\n",
+     "runtime.resync.rate_per_s: expected a finite number, got nan"),
     ("[runtime]\nrealtime = 1\n", "runtime.realtime: expected a boolean, got integer"),
     ('[runtime.gc]\nmode = "frozen"\n', "runtime.gc.mode: unknown value 'frozen'"),
     ("[runtime]\ncpu_affinity = [0, 0]\n", "runtime.cpu_affinity: duplicate CPU id"),
@@ -203,6 +207,9 @@ def test_env_overrides_and_their_errors(tmp_path: Path) -> None:
     assert error(tmp_path, BRIEF, {"XCOL_RUNTIME__HTPP": "x"}).startswith(
         "runtime.htpp (from env XCOL_RUNTIME__HTPP): unknown key 'htpp'; did you mean 'http'?")
     assert "index 3 out of range" in error(tmp_path, BRIEF, {"XCOL_FEEDS__3__SYMBOLS": "A"})
+    assert error(tmp_path, BRIEF, {"XCOL_RUNTIME__STALE_TIMEOUT_S": "inf"}).startswith(
+        "runtime.stale_timeout_s (from env XCOL_RUNTIME__STALE_TIMEOUT_S): "
+        "expected a finite number, got inf")
 
 
 def test_env_can_add_a_feed_and_a_sink(tmp_path: Path) -> None:

@@ -33,6 +33,7 @@ import dataclasses
 import difflib
 import ipaddress
 import json
+import math
 import os
 import re
 import sys
@@ -868,6 +869,9 @@ class _Builder:
         if tp is float:
             if isinstance(v, bool) or not isinstance(v, (int, float)):
                 raise ConfigError(where, f"expected a number, got {_type_name(v)}", source)
+            if not math.isfinite(v):
+                # TOML and float() accept inf and nan; no setting means anything by them
+                raise ConfigError(where, f"expected a finite number, got {v}", source)
             return float(v)
         if tp is str:
             if not isinstance(v, str):
