@@ -77,6 +77,14 @@ TARGETS = {
 }
 
 
+#: The CPUs this process may use, read before :func:`pin` narrows it to the collector's
+#: core: a child (the simulator) is pinned against these.  Checked against the pinned
+#: parent's affinity instead, the simulator's core was never there, so the simulator ran
+#: unpinned on the collector's core (sessions 3-6: every e2e and sinks_latency number).
+START_CPUS: frozenset[int] = (frozenset(os.sched_getaffinity(0))
+                              if hasattr(os, "sched_getaffinity") else frozenset())
+
+
 def corpus_dir() -> Path:
     """``XCOL_CORPUS`` or ``../shared/corpus`` beside the checkout."""
     return Path(os.environ.get("XCOL_CORPUS", REPO.parent / "shared" / "corpus"))
@@ -105,7 +113,7 @@ def free_port_block(n: int) -> int:
 
 def pin(core: int) -> int | None:
     """Pin this process to ``core`` when the machine has it; returns the core or None."""
-    if not hasattr(os, "sched_setaffinity") or core not in os.sched_getaffinity(0):
+    if not hasattr(os, "sched_setaffinity") or core not in START_CPUS:
         return None
     os.sched_setaffinity(0, {core})
     return core
@@ -138,7 +146,9 @@ class Sim:
             cmd += ["--blast-max-bytes", str(max_bytes)]
         if tls:
             cmd += ["--tls-cert", str(tls[0]), "--tls-key", str(tls[1])]
-        if hasattr(os, "sched_getaffinity") and core in os.sched_getaffinity(0):
+        #: the core the simulator runs on (None: unpinned)
+        self.core = core if core in START_CPUS else None
+        if self.core is not None:
             cmd = ["taskset", "-c", str(core), *cmd]
         env = dict(os.environ, PYTHONPATH=str(REPO))
         self.proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL,
@@ -155,6 +165,9 @@ class Sim:
                 if time.monotonic() > deadline:
                     raise RuntimeError("simulator did not start listening") from None
                 time.sleep(0.05)
+        if self.core is not None and os.sched_getaffinity(self.proc.pid) != {self.core}:
+            self.close()
+            raise RuntimeError(f"simulator not pinned to core {self.core}")
 
     def close(self) -> None:
         if self.proc.poll() is None:
