@@ -59,6 +59,9 @@ def sample_stats() -> Stats:
          "published": 1195, "dropped": 2, "drops_by_reason": {"queue_full": 2}},
         {"name": "kafka", "policy": "blocking", "queued": 0, "high_water": 64,
          "published": 1197, "dropped": 0, "paused_s": 0.25, "healthy": True,
+         "failures": 2, "retries": 3, "batches": 40,
+         "write_us": {"p50": 120.0, "p90": 200.0, "p99": 900.0, "p999": 1500.0,
+                      "max": 2000.0, "count": 40, "mean": 150.0},
          "sink": {"delivered": 1190, "path": "ignored", "ok": True,
                   "flush_ns": {"p50": 1500, "p99": 9000}}},
     ]

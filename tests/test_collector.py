@@ -193,7 +193,11 @@ def test_histograms_endpoint_decodes_to_the_stats_numbers(tmp_path: Path) -> Non
     assert any(c["lag_us"]["count"] > 100 for c in stats["connections"])
     (shm,) = [s for s in stats["sinks"] if s["name"] == "shm"]
     same(ref["sink.shm.write_ns"], shm["sink"]["write_ns"], 1.0)
-    assert len(ref) == 5 + len(stats["connections"]) + 1
+    # the fan-out times every sink's writes and flushes (µs in /stats)
+    for sk in stats["sinks"]:
+        same(ref[f"fanout.{sk['name']}.write_ns"], sk["write_us"], 1000.0)
+        assert sk["write_us"]["count"] == sk["batches"]
+    assert len(ref) == 5 + len(stats["connections"]) + 1 + 2 * len(stats["sinks"])
 
 
 def test_ready_names_a_route_without_fresh_data(tmp_path: Path) -> None:

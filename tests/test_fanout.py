@@ -170,7 +170,15 @@ def test_failing_sink_is_retried_then_recovers(run: Runner) -> None:
         assert st.last_error is not None and "connection refused" in st.last_error
         assert sink.opens == 4 and sink.closes == 3  # reopened after each failure
         assert b"".join(sink.data) == batch(0, 50)
+        # every failed write was attempted again; each successful write counted and timed
+        assert st.retries == 3
+        assert st.batches == len(sink.data) >= 1
+        assert st.write_us is not None and st.write_us["count"] == st.batches
+        assert fo.histograms()["mem.write_ns"].total_count == st.batches
         assert (await fo.drain_and_close(5.0)).complete
+        st = fo.stats()["mem"]
+        assert st.flush_us is not None and st.flush_us["count"] >= 1
+        assert st.retries == 3 and st.failures == 3
 
     run(main())
 

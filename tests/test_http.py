@@ -169,6 +169,16 @@ def test_metrics_parse_strictly(srv: ServerThread) -> None:
     assert flush == {"p50": 1500.0, "p99": 9000.0}
     assert "xcol_sink_path" not in fams and "xcol_sink_ok" not in fams
     assert fams["xcol_sink_healthy"].samples[0][2] == 1.0
+    # the fan-out's counters for every sink: completed writes, failures, retries, durations
+    kafka = {"sink": "kafka", "policy": "blocking"}
+    assert fams["xcol_sink_batches_total"].samples == [("xcol_sink_batches_total", kafka, 40.0)]
+    assert fams["xcol_sink_failures_total"].samples == [("xcol_sink_failures_total", kafka, 2.0)]
+    assert fams["xcol_sink_retries_total"].samples == [("xcol_sink_retries_total", kafka, 3.0)]
+    write = fams["xcol_sink_write_duration_microseconds"]
+    assert write.type == "summary"
+    wq = {s[1]["quantile"]: s[2] for s in write.samples if s[0] == write.name}
+    assert wq == {"0.5": 120.0, "0.9": 200.0, "0.99": 900.0, "0.999": 1500.0}
+    assert all(s[1]["sink"] == "kafka" for s in write.samples)
 
 
 def test_head(srv: ServerThread) -> None:

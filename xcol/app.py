@@ -720,7 +720,9 @@ class Collector:
         ``code_ns``, ``exchange_us``, ``stage.{decode,book,encode}_ns`` (merged over the
         feeds, as in ``/stats``), ``lag_ns.<feed>.<line id>`` (lag behind the winner per
         line; ``<feed>`` is the feed's name, else its exchange) and
-        ``sink.<sink>.<name>`` (each sink's own, e.g. ``sink.kafka.flush_ns``)."""
+        ``sink.<sink>.<name>`` (each sink's own, e.g. ``sink.kafka.flush_ns``) and
+        ``fanout.<sink>.{write,flush}_ns`` (every sink's write and flush calls, timed by
+        the fan-out)."""
         code, exch, stages = self._latency()
         out: dict[str, HdrHistogram] = {"code_ns": code, "exchange_us": exch}
         out.update((f"stage.{k}_ns", h) for k, h in stages.items())
@@ -730,6 +732,7 @@ class Collector:
                 out[f"lag_ns.{label}.{ln.line_id}"] = fr.engine.lag_histogram(ln.line_id)
         for sk in self.fanout.sinks:
             out.update((f"sink.{sk.name}.{k}", h) for k, h in sk.histograms().items())
+        out.update((f"fanout.{k}", h) for k, h in self.fanout.histograms().items())
         return out
 
     def stats(self) -> dict[str, Any]:
@@ -798,7 +801,9 @@ class Collector:
                           "high_water": s.high_water, "published": s.published,
                           "dropped": s.dropped_total, "drops_by_reason": dict(s.dropped),
                           "paused_s": s.paused_s, "healthy": s.healthy,
-                          "failures": s.failures, "last_error": s.last_error, "sink": own})
+                          "failures": s.failures, "retries": s.retries,
+                          "batches": s.batches, "write_us": s.write_us,
+                          "flush_us": s.flush_us, "last_error": s.last_error, "sink": own})
         return {
             "connections": conns, "streams": streams,
             # code histograms are in ns and exchange ones in us: both shown 1000x coarser

@@ -35,7 +35,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from xcol._fast.hdr import HdrHistogram
 from xcol.net.backoff import Backoff
+from xcol.obs.schema import LatencySummary, latency_summary
 from xcol.sinks.base import Sink
 
 __all__ = [
@@ -125,6 +127,13 @@ class SinkStats:
     healthy: bool
     failures: int
     last_error: str | None
+    #: writes that succeeded (one per batch handed to the sink, joined batches count once)
+    batches: int = 0
+    #: operations (open, write, flush) attempted again after a failure
+    retries: int = 0
+    #: duration of each successful write / flush call, µs
+    write_us: LatencySummary | None = None
+    flush_us: LatencySummary | None = None
 
     @property
     def dropped_total(self) -> int:
@@ -172,7 +181,8 @@ class _Lane:
         "sink", "spec", "name", "blocking", "capacity", "low", "warn_level", "q", "queued",
         "offered", "published", "high_water", "dropped", "pauses", "paused_s", "holding",
         "hold_since", "down", "failures", "last_error", "wake", "wake_at", "task",
-        "last_warn", "opened", "qbytes", "first_at",
+        "last_warn", "opened", "qbytes", "first_at", "batches", "retries", "write_ns",
+        "flush_ns",
     )
 
     def __init__(self, sink: Sink, spec: QueueSpec) -> None:
@@ -204,6 +214,11 @@ class _Lane:
         self.opened = False
         self.qbytes = 0
         self.first_at = 0.0
+        self.batches = 0
+        self.retries = 0
+        #: how long each successful write / flush took (monotonic ns)
+        self.write_ns = HdrHistogram(1, 3_600_000_000_000, 3)
+        self.flush_ns = HdrHistogram(1, 3_600_000_000_000, 3)
 
     def drop(self, n: int, reason: str) -> None:
         self.dropped[reason] = self.dropped.get(reason, 0) + n
@@ -380,14 +395,21 @@ class FanOut:
         lane.down = True
 
     async def _retry(self, lane: _Lane, backoff: Backoff, op: str,
-                     call: Callable[[], Awaitable[None]]) -> None:
-        """Run ``call`` until it succeeds, reopening the sink between attempts."""
+                     call: Callable[[], Awaitable[None]], hist: HdrHistogram) -> None:
+        """Run ``call`` until it succeeds, reopening the sink between attempts; the
+        successful call's duration goes to ``hist``."""
+        first = True
         while True:
+            if not first:
+                lane.retries += 1
+            first = False
             try:
                 if not lane.opened:
                     await lane.sink.open()
                     lane.opened = True
+                t0 = time.monotonic_ns()
                 await call()
+                hist.record(max(1, time.monotonic_ns() - t0))
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -426,7 +448,7 @@ class FanOut:
                         with contextlib.suppress(TimeoutError):
                             await asyncio.wait_for(lane.wake.wait(), timeout)
                     if not lane.q:
-                        await self._retry(lane, backoff, "flush", sink.flush)
+                        await self._retry(lane, backoff, "flush", sink.flush, lane.flush_ns)
                         dirty = False
                         last_flush = self._clock()
                 else:
@@ -458,18 +480,20 @@ class FanOut:
                 batch = b"".join(parts)
             if lane.q:
                 lane.first_at = self._clock()
-            await self._retry(lane, backoff, "write", _bind_write(sink, batch, n))
+            await self._retry(lane, backoff, "write", _bind_write(sink, batch, n),
+                              lane.write_ns)
+            lane.batches += 1
             lane.published += n
             lane.queued -= n
             dirty = True
             if lane.holding and lane.queued <= lane.low:
                 self._release(lane)
             if self._clock() - last_flush >= interval:
-                await self._retry(lane, backoff, "flush", sink.flush)
+                await self._retry(lane, backoff, "flush", sink.flush, lane.flush_ns)
                 dirty = False
                 last_flush = self._clock()
         if dirty:
-            await self._retry(lane, backoff, "flush", sink.flush)
+            await self._retry(lane, backoff, "flush", sink.flush, lane.flush_ns)
         lane.opened = False
         await sink.close()
 
@@ -540,7 +564,19 @@ class FanOut:
                 pauses=lane.pauses, paused_s=paused_s, holding_pause=lane.holding,
                 healthy=lane.opened and not lane.down and lane.sink.healthy,
                 failures=lane.failures, last_error=lane.last_error,
+                batches=lane.batches, retries=lane.retries,
+                write_us=latency_summary(lane.write_ns, 1000.0),
+                flush_us=latency_summary(lane.flush_ns, 1000.0),
             )
+        return out
+
+    def histograms(self) -> dict[str, HdrHistogram]:
+        """Each sink's write and flush durations (ns), named ``<sink>.write_ns`` and
+        ``<sink>.flush_ns``: the same histograms :meth:`stats` summarizes."""
+        out: dict[str, HdrHistogram] = {}
+        for lane in self._lanes:
+            out[f"{lane.name}.write_ns"] = lane.write_ns
+            out[f"{lane.name}.flush_ns"] = lane.flush_ns
         return out
 
     def stats_json(self) -> dict[str, Any]:

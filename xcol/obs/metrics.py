@@ -204,7 +204,8 @@ def _num(v: Any) -> float:
     return math.nan
 
 
-def _latency(reg: Registry, name: str, help_text: str, summ: Mapping[str, Any]) -> None:
+def _latency(reg: Registry, name: str, help_text: str, summ: Mapping[str, Any],
+             labels: Mapping[str, object] | None = None) -> None:
     quantiles = {q: _num(summ.get(key)) for key, q in _QUANTILES if key in summ}
     count = summ.get("count")
     mean = summ.get("mean")
@@ -212,10 +213,10 @@ def _latency(reg: Registry, name: str, help_text: str, summ: Mapping[str, Any]) 
     if isinstance(mean, int | float) and isinstance(count, int):
         total = mean * count
     reg.summary(name, help_text, quantiles,
-                count=count if isinstance(count, int) else None, total=total)
+                count=count if isinstance(count, int) else None, total=total, labels=labels)
     if "max" in summ:
         reg.gauge(name + "_max", help_text.rstrip(".") + ": the largest sample.",
-                  _num(summ["max"]))
+                  _num(summ["max"]), labels)
 
 
 def _each(items: Any) -> Iterable[Mapping[str, Any]]:
@@ -358,6 +359,24 @@ def render_stats(stats: Mapping[str, Any], registry: Registry | None = None) -> 
         if "healthy" in k:
             reg.gauge("xcol_sink_healthy", "1 when the sink is open and working.",
                       1.0 if k["healthy"] else 0.0, lab)
+        if "batches" in k:
+            reg.counter("xcol_sink_batches_total",
+                        "Writes the sink completed (queued batches joined into one count once).",
+                        _num(k["batches"]), lab)
+        if "failures" in k:
+            reg.counter("xcol_sink_failures_total",
+                        "Sink operations (open, write, flush) that failed.",
+                        _num(k["failures"]), lab)
+        if "retries" in k:
+            reg.counter("xcol_sink_retries_total",
+                        "Sink operations attempted again after a failure (with backoff).",
+                        _num(k["retries"]), lab)
+        for key, what in (("write_us", "write"), ("flush_us", "flush")):
+            summ = k.get(key)
+            if isinstance(summ, Mapping):
+                _latency(reg, f"xcol_sink_{what}_duration_microseconds",
+                         f"Duration of each successful {what} call of the sink.", summ,
+                         lab)
         own = k.get("sink")
         if isinstance(own, Mapping):
             # the sink's own counters (records, batches, failures, retries, flush times...)

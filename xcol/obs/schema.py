@@ -113,6 +113,12 @@ class SinkStats(TypedDict):
     dropped: int  # items dropped (lossy policy, or shutdown past the deadline)
     drops_by_reason: NotRequired[dict[str, int]]  # "queue_full": n, ...
     paused_s: NotRequired[float]  # time the sockets were paused for this sink (blocking)
+    healthy: NotRequired[bool]  # open, last operation succeeded, not stuck
+    failures: NotRequired[int]  # failed operations (open, write, flush)
+    retries: NotRequired[int]  # operations attempted again after a failure
+    batches: NotRequired[int]  # successful writes (queued batches joined into one count once)
+    write_us: NotRequired[LatencySummary]  # duration of each successful write call
+    flush_us: NotRequired[LatencySummary]  # duration of each successful flush call
 
 
 class Counters(TypedDict):
