@@ -132,3 +132,62 @@ def test_rotation_by_age_keeps_a_single_line_whole(tmp_path: Path) -> None:
         _check_book_records(out)
 
     asyncio.run(main())
+
+
+def test_win_rate_rotation_backs_off_for_a_line_that_stays_slow() -> None:
+    """A line slow by design (a backup far away) is rotated after 0, 2, 6, 14... periods,
+    not every period; a period at or above the floor clears its back-off.  Drives the
+    win-rate rule period by period with chosen counters (no sockets, no timing)."""
+    from types import SimpleNamespace
+
+    feed = ["feeds.0.exchange=binance-usdm", "feeds.0.symbols=BTCUSDT"]
+    cfg = load_config(None, env={}, overrides=[
+        *feed, "runtime.rotation.period_s=60", "runtime.rotation.min_win_rate=0.1",
+        "runtime.rotation.backoff_max_s=600"])   # at most 10 periods apart
+    counters = {0: [0, 0], 1: [0, 0]}            # line id -> [wins, updates]
+    rate = {0: 0.9, 1: 0.02}                      # this period's win rate per line
+
+    def line_stats(i: int) -> dict[str, int]:
+        return {"wins": counters[i][0], "updates": counters[i][1]}
+
+    lines = [SimpleNamespace(line_id=i, transport=object(), period_base=(0, 0),
+                             rate_strikes=0, rate_wait=0,
+                             conn=SimpleNamespace(url=f"ws://line{i}")) for i in (0, 1)]
+    rotated: list[int] = []
+    now = [0]                                     # the period being closed
+    col = SimpleNamespace(cfg=cfg, feeds=[SimpleNamespace(
+        lines=lines, engine=SimpleNamespace(line_stats=line_stats))],
+        request_rotation=lambda ln, reason: rotated.append(now[0]))
+
+    def run_period(period: int) -> None:
+        now[0] = period
+        for i in (0, 1):
+            counters[i][0] += int(1000 * rate[i])
+            counters[i][1] += 1000
+        Collector._rotate_losers(col)  # type: ignore[arg-type]
+
+    for period in range(40):
+        run_period(period)
+    # rotations after 1, 3, 7 periods of waiting, then every 11 periods (the 600 s cap)
+    assert rotated == [0, 2, 6, 14, 25, 36]
+    assert lines[0].rate_strikes == 0
+
+    # a good period clears the back-off: the next slow period rotates at once
+    rate[1] = 0.5
+    run_period(40)
+    assert lines[1].rate_strikes == 0 and lines[1].rate_wait == 0
+    rate[1] = 0.02
+    for period in range(41, 44):
+        run_period(period)
+    assert rotated[-2:] == [41, 43]
+
+    # backoff_max_s = 0: every period, as before
+    cfg0 = load_config(None, env={}, overrides=[*feed, "runtime.rotation.backoff_max_s=0",
+                                                "runtime.rotation.min_win_rate=0.1"])
+    col.cfg = cfg0
+    rotated.clear()
+    for ln in lines:
+        ln.rate_strikes = ln.rate_wait = 0
+    for period in range(5):
+        run_period(period)
+    assert rotated == [0, 1, 2, 3, 4]

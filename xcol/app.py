@@ -103,6 +103,10 @@ class Line:
     rotations: int = 0
     #: win-rate rule: (wins, updates) at the start of the current period
     period_base: tuple[int, int] = (0, 0)
+    #: win-rate rotations in a row that left the line below the floor, and the periods it
+    #: still waits before the next one (back-off for a line that is slow by design)
+    rate_strikes: int = 0
+    rate_wait: int = 0
     #: malformed frames already reported in the log, when last reported, last checked
     errors_logged: int = 0
     errors_logged_at: float = float("-inf")
@@ -570,7 +574,9 @@ class Collector:
         """Win-rate rule: in a feed with several lines, the line that won the smallest
         share of the updates it carried over the last period is reconnected when that
         share is below ``rotation.min_win_rate`` (one line per feed per period)."""
-        floor = self.cfg.runtime.rotation.min_win_rate
+        rot = self.cfg.runtime.rotation
+        floor = rot.min_win_rate
+        max_wait = int(rot.backoff_max_s // rot.period_s)
         for fr in self.feeds:
             worst: tuple[float, Line] | None = None
             for ln in fr.lines:
@@ -581,11 +587,23 @@ class Collector:
                 if floor <= 0 or len(fr.lines) < 2 or ln.transport is None or du < 100:
                     continue
                 rate = dw / du
-                if rate < floor and (worst is None or rate < worst[0]):
+                if rate >= floor:
+                    ln.rate_strikes = ln.rate_wait = 0
+                elif ln.rate_wait > 0:
+                    ln.rate_wait -= 1     # rotated before and still slow: backing off
+                elif worst is None or rate < worst[0]:
                     worst = (rate, ln)
             if worst is not None:
-                self.request_rotation(worst[1], f"win rate {worst[0]:.1%} below {floor:.0%} "
-                                      f"over {self.cfg.runtime.rotation.period_s:g} s")
+                rate, ln = worst
+                self.request_rotation(ln, f"win rate {rate:.1%} below {floor:.0%} "
+                                      f"over {rot.period_s:g} s")
+                ln.rate_strikes += 1
+                ln.rate_wait = min((1 << min(ln.rate_strikes, 30)) - 1, max_wait)
+                if ln.rate_strikes > 1 and ln.rate_wait:
+                    log.warning("line %d %s: win rate still below %.0f%% after %d rotation(s); "
+                                "the next win-rate rotation waits %d period(s) of %g s",
+                                ln.line_id, ln.conn.url, floor * 100, ln.rate_strikes - 1,
+                                ln.rate_wait, rot.period_s)
 
     async def _snapshot_loop(self, fr: FeedRuntime) -> None:
         """Binance: load a REST snapshot into every book that waits for one (rate-limited
