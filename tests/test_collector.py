@@ -225,3 +225,41 @@ def test_ready_names_a_route_without_fresh_data(tmp_path: Path) -> None:
             assert rig.book(rig.sim.instruments[0]).synced
 
     run(body())
+
+
+def test_busy_poll_spins_the_loop_until_the_collector_stops(tmp_path: Path) -> None:
+    """``runtime.busy_poll``: the loop thread polls without sleeping (it takes a core even
+    at 400 frames/s), the collector works as usual, and the spinning ends with stop()."""
+    import time
+
+    async def main() -> tuple[float, float, bool]:
+        sim = Simulator(SimConfig(exchange="binance-usdm", source=[], symbols=1, rate=400.0,
+                                  lines=line_configs(1)))
+        await sim.start()
+        cfg = load_config(None, env={}, overrides=[
+            "feeds.0.exchange=binance-usdm", f"feeds.0.symbols={sim.instruments[0]}",
+            f"feeds.0.endpoints=ws://127.0.0.1:{sim.ports[0]}",
+            f"feeds.0.rest=http://127.0.0.1:{sim.ports[0]}", "runtime.http=",
+            f"sinks.jsonl.path={tmp_path / 'out.jsonl'}", "runtime.busy_poll=true"])
+        col = Collector(cfg)
+        await col.start()
+        try:
+            t_end = time.monotonic() + 10
+            while not col.feeds[0].engine.book(sim.instruments[0]).synced:
+                assert time.monotonic() < t_end, "book never synced"
+                await asyncio.sleep(0.05)
+            c0 = time.process_time()
+            await asyncio.sleep(0.5)
+            spinning = time.process_time() - c0
+            synced = col.feeds[0].engine.book(sim.instruments[0]).synced
+        finally:
+            assert (await col.stop()).complete
+            await sim.stop()
+        c0 = time.process_time()
+        await asyncio.sleep(0.5)
+        return spinning, time.process_time() - c0, synced
+
+    spinning, after, synced = asyncio.run(main())
+    assert synced
+    assert spinning > 0.3, f"the loop slept: {spinning:.2f} s CPU in 0.5 s"
+    assert after < 0.15, f"still spinning after stop: {after:.2f} s CPU in 0.5 s"

@@ -292,6 +292,24 @@ class Collector:
                 f"{fr.cfg.exchange} resubscribe loop",
                 functools.partial(self._resubscribe_loop, fr))))
         self._tasks.append(asyncio.create_task(self._supervised("tick loop", self._tick_loop)))
+        if self.cfg.runtime.busy_poll:
+            self._start_busy_poll()
+
+    def _start_busy_poll(self) -> None:
+        """``runtime.busy_poll``: keep one callback always ready, so that every loop
+        iteration polls the sockets with a zero timeout instead of sleeping in the kernel.
+        An idle core is halted and, on a shared host, its caches go to other work: the
+        next frame then starts cold (measured: p50 and p99.9 code latency ~35% and ~20%
+        lower with it at 100 k frames/s, bench/RESULTS.md)."""
+        loop = asyncio.get_running_loop()
+        stopping = self._stopping
+
+        def spin() -> None:
+            if not stopping.is_set():
+                loop.call_soon(spin)
+
+        log.info("busy polling: the event loop does not sleep (one core at 100%%)")
+        loop.call_soon(spin)
 
     async def _supervised(self, name: str,
                           factory: Callable[[], Coroutine[Any, Any, None]]) -> None:

@@ -298,6 +298,9 @@ class RuntimeConfig:
         lambda v: "CPU ids must be >= 0" if any(x < 0 for x in v) else (
             "duplicate CPU id" if len(set(v)) != len(v) else None)))
     realtime: bool = field(default=False, metadata=_meta("SCHED_FIFO when permitted"))
+    busy_poll: bool = field(default=False, metadata=_meta(
+        "the event loop never sleeps: it polls its sockets continuously, so the core and "
+        "its caches stay the collector's (one core at 100%; for a dedicated, pinned core)"))
     realtime_priority: int = field(default=10, metadata=_meta(
         "SCHED_FIFO priority", lambda v: None if 1 <= v <= 99 else "must be in 1-99"))
     log_level: LogLevel = field(default="info", metadata=_meta("logging level"))
