@@ -17,7 +17,8 @@ Runs, in one invocation so they can be compared side by side:
   arbiter must recognise and drop.
 * ``fixed_rate``: one line offered ``--rate`` frames/s of the mix (default 100,000); code
   latency (frame read from the socket → record queued, monotonic clock) percentiles at
-  that load.
+  that load, the median of ``--rate-rounds`` rounds.  ``fixed_rate_busy_poll``: the same
+  with ``runtime.busy_poll`` (the loop never sleeps), the rounds of both alternating.
 * ``depth_only``: the same three runs with only the depth stream.
 * ``cryptofeed``: cryptofeed 2.4.1's ``BinanceFutures`` on one connection against the same
   simulator (L2_BOOK, TICKER and TRADES; then depth alone with L2_BOOK), served over
@@ -52,6 +53,7 @@ import json
 import os
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -215,7 +217,8 @@ def _pcts_us(hist: Any) -> dict[str, float]:
 
 
 async def _collect(port: int, lines: int, warmup: int, idle_s: float,
-                   timeout_s: float, channels: str) -> dict[str, Any]:
+                   timeout_s: float, channels: str,
+                   extra: tuple[str, ...] = ()) -> dict[str, Any]:
     from xcol.app import Collector
     from xcol.config import load_config
     from xcol.fanout import QueueSpec
@@ -227,7 +230,7 @@ async def _collect(port: int, lines: int, warmup: int, idle_s: float,
         f"feeds.0.endpoints={eps}", f"feeds.0.rest=http://127.0.0.1:{port}", "runtime.http=",
         "runtime.top_levels=0",
         # the simulator is not the exchange: every line connects at once
-        "feeds.0.connect_rate_per_s=1000", "feeds.0.connect_burst=64",
+        "feeds.0.connect_rate_per_s=1000", "feeds.0.connect_burst=64", *extra,
     ])
     col = Collector(cfg)
     # the GC policy `xcol run` applies (runtime.gc: thresholds, freeze after warm-up)
@@ -292,20 +295,23 @@ async def _collect(port: int, lines: int, warmup: int, idle_s: float,
 
 
 def run_xcol(capture: Path, *, lines: int, frames: int, rate: float = 0.0,
-             warmup: int = 20_000, max_bytes: int = 0, channels: str = MIX) -> dict[str, Any]:
-    """One collector run against a fresh simulator."""
+             warmup: int = 20_000, max_bytes: int = 0, channels: str = MIX,
+             busy_poll: bool = False) -> dict[str, Any]:
+    """One collector run against a fresh simulator (``busy_poll``: runtime.busy_poll)."""
     import uvloop
 
     sim = Sim(capture, lines=lines, frames=frames, rate=rate, max_bytes=max_bytes)
     try:
         timeout = 120.0 if not rate else frames / rate + 60
+        extra = ("runtime.busy_poll=true",) if busy_poll else ()
         res: dict[str, Any] = uvloop.run(_collect(sim.port, lines, warmup, 1.0, timeout,
-                                                  channels))
+                                                  channels, extra))
     finally:
         sim.close()
     res["offered_frames_per_s_per_line"] = rate or None
     res["max_frame_bytes"] = max_bytes or None
     res["channels"] = channels
+    res["busy_poll"] = busy_poll
     return res
 
 
@@ -419,6 +425,20 @@ def _median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return best
 
 
+def _median_latency(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Fixed-rate rounds: each percentile (and the rates) is the median over the rounds;
+    ``rounds`` keeps every round's percentiles."""
+    out: dict[str, Any] = {k: statistics.median(float(r[k]) for r in runs)
+                           for k in ("unique_msgs_per_s", "frames_per_s")}
+    keys = runs[0]["code_latency_us"].keys()
+    out["code_latency_us"] = {k: statistics.median(float(r["code_latency_us"][k]) for r in runs)
+                              for k in keys}
+    out["rounds"] = [r["code_latency_us"] for r in runs]
+    out["busy_poll"] = runs[0]["busy_poll"]
+    out["offered_frames_per_s_per_line"] = runs[0]["offered_frames_per_s_per_line"]
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--frames", type=int, default=600_000,
@@ -426,6 +446,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rate", type=float, default=100_000.0,
                     help="offered frames/s for the latency run")
     ap.add_argument("--rate-seconds", type=float, default=5.0)
+    ap.add_argument("--rate-rounds", type=int, default=3,
+                    help="fixed-rate rounds per loop mode (default loop, busy polling)")
     ap.add_argument("--rounds", type=int, default=3, help="saturation rounds (median)")
     ap.add_argument("--cryptofeed-python", default=sys.executable,
                     help="interpreter that has cryptofeed 2.4.1 installed")
@@ -471,12 +493,19 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{channels} round {r + 1}: one line {one[-1]['unique_msgs_per_s']:,.0f} "
                   f"msg/s, two lines {two[-1]['unique_msgs_per_s']:,.0f} msg/s "
                   f"({two[-1]['frames_per_s']:,.0f} frames/s)", file=sys.stderr)
-        fixed = run_xcol(capture, lines=1, frames=int(args.rate * args.rate_seconds),
-                         rate=args.rate, warmup=int(args.rate), channels=channels)
+        # the fixed-rate run, alternately with the default loop and with busy polling
+        fixed: dict[bool, list[dict[str, Any]]] = {False: [], True: []}
+        for _ in range(args.rate_rounds):
+            for busy in (False, True):
+                fixed[busy].append(run_xcol(
+                    capture, lines=1, frames=int(args.rate * args.rate_seconds),
+                    rate=args.rate, warmup=int(args.rate), channels=channels, busy_poll=busy))
+        fr, frb = _median_latency(fixed[False]), _median_latency(fixed[True])
         return {"one_line": _median_run(one), "two_lines": _median_run(two),
-                "fixed_rate": fixed,
-                "code_latency_us": {k: fixed["code_latency_us"][k]
-                                    for k in ("p50", "p99", "p999")}}
+                "fixed_rate": fr, "fixed_rate_busy_poll": frb,
+                "code_latency_us": {k: fr["code_latency_us"][k] for k in ("p50", "p99", "p999")},
+                "code_latency_us_busy_poll": {k: frb["code_latency_us"][k]
+                                              for k in ("p50", "p99", "p999")}}
 
     # the mix sends ~3x the frames of depth alone in the same time
     xr = three(MIX, args.frames * 3)
@@ -532,8 +561,10 @@ def print_table(res: dict[str, Any]) -> None:
     for label, group in (("", x), ("depth ", x.get("depth_only"))):
         if not group:
             continue
-        for name in ("one_line", "two_lines", "fixed_rate"):
-            r = group[name]
+        for name in ("one_line", "two_lines", "fixed_rate", "fixed_rate_busy_poll"):
+            r = group.get(name)
+            if r is None:
+                continue
             c = r["code_latency_us"]
             print(f"{'xcol ' + label + name:28} {r['unique_msgs_per_s']:>14,.0f} "
                   f"{r['frames_per_s']:>12,.0f} "
