@@ -446,8 +446,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rate", type=float, default=100_000.0,
                     help="offered frames/s for the latency run")
     ap.add_argument("--rate-seconds", type=float, default=5.0)
-    ap.add_argument("--rate-rounds", type=int, default=3,
-                    help="fixed-rate rounds per loop mode (default loop, busy polling)")
+    ap.add_argument("--rate-rounds", type=int, default=3, choices=range(1, 101),
+                    metavar="N",
+                    help="fixed-rate rounds per loop mode (default loop, busy polling), 1-100")
     ap.add_argument("--rounds", type=int, default=3, help="saturation rounds (median)")
     ap.add_argument("--cryptofeed-python", default=sys.executable,
                     help="interpreter that has cryptofeed 2.4.1 installed")

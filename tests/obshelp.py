@@ -62,7 +62,7 @@ def sample_stats() -> Stats:
          "failures": 2, "retries": 3, "batches": 40,
          "write_us": {"p50": 120.0, "p90": 200.0, "p99": 900.0, "p999": 1500.0,
                       "max": 2000.0, "count": 40, "mean": 150.0},
-         "sink": {"delivered": 1190, "path": "ignored", "ok": True,
+         "sink": {"delivered": 1190, "failures": 5, "path": "ignored", "ok": True,
                   "flush_ns": {"p50": 1500, "p99": 9000}}},
     ]
     s["counters"] = {"received": 1500, "published": 1197, "duplicates": 300, "dropped": 3}

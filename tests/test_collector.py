@@ -261,5 +261,6 @@ def test_busy_poll_spins_the_loop_until_the_collector_stops(tmp_path: Path) -> N
 
     spinning, after, synced = asyncio.run(main())
     assert synced
-    assert spinning > 0.3, f"the loop slept: {spinning:.2f} s CPU in 0.5 s"
+    # an idle loop at 400 frames/s uses a few ms of CPU in 0.5 s; a spinning one most of it
+    assert spinning > 0.2, f"the loop slept: {spinning:.2f} s CPU in 0.5 s"
     assert after < 0.15, f"still spinning after stop: {after:.2f} s CPU in 0.5 s"

@@ -309,6 +309,9 @@ class Collector:
                 loop.call_soon(spin)
 
         log.info("busy polling: the event loop does not sleep (one core at 100%%)")
+        if not self.cfg.runtime.cpu_affinity:
+            log.warning("runtime.busy_poll without runtime.cpu_affinity: the spinning loop "
+                        "competes with every other thread and process for the CPUs")
         loop.call_soon(spin)
 
     async def _supervised(self, name: str,
@@ -594,7 +597,9 @@ class Collector:
         share is below ``rotation.min_win_rate`` (one line per feed per period)."""
         rot = self.cfg.runtime.rotation
         floor = rot.min_win_rate
-        max_wait = int(rot.backoff_max_s // rot.period_s)
+        # periods a slow line may wait between win-rate rotations (clamped: any huge
+        # setting must not overflow the int)
+        max_wait = int(min(rot.backoff_max_s // rot.period_s, 1 << 30))
         for fr in self.feeds:
             worst: tuple[float, Line] | None = None
             for ln in fr.lines:

@@ -271,8 +271,9 @@ class RotationConfig:
     period_s: float = field(default=600.0, metadata=_meta(
         "window for the win-rate rule", _positive))
     backoff_max_s: float = field(default=21_600.0, metadata=_meta(
-        "a line rotated for its win rate that stays below it is rotated again after 1, 3, "
-        "7... periods, at most this long apart (0: every period)", _non_negative))
+        "a line rotated for its win rate that stays below it waits 1, 3, 7... periods "
+        "before the next win-rate rotation, at most this long (under one period: no "
+        "waiting, every period)", _non_negative))
 
 
 @dataclass(frozen=True)

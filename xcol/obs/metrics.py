@@ -359,22 +359,24 @@ def render_stats(stats: Mapping[str, Any], registry: Registry | None = None) -> 
         if "healthy" in k:
             reg.gauge("xcol_sink_healthy", "1 when the sink is open and working.",
                       1.0 if k["healthy"] else 0.0, lab)
+        # counted by the fan-out for every sink alike ("fanout" keeps them apart from the
+        # sink's own counters below, some of which have the same names and other meanings)
         if "batches" in k:
-            reg.counter("xcol_sink_batches_total",
+            reg.counter("xcol_sink_fanout_batches_total",
                         "Writes the sink completed (queued batches joined into one count once).",
                         _num(k["batches"]), lab)
         if "failures" in k:
-            reg.counter("xcol_sink_failures_total",
+            reg.counter("xcol_sink_fanout_failures_total",
                         "Sink operations (open, write, flush) that failed.",
                         _num(k["failures"]), lab)
         if "retries" in k:
-            reg.counter("xcol_sink_retries_total",
+            reg.counter("xcol_sink_fanout_retries_total",
                         "Sink operations attempted again after a failure (with backoff).",
                         _num(k["retries"]), lab)
         for key, what in (("write_us", "write"), ("flush_us", "flush")):
             summ = k.get(key)
             if isinstance(summ, Mapping):
-                _latency(reg, f"xcol_sink_{what}_duration_microseconds",
+                _latency(reg, f"xcol_sink_fanout_{what}_duration_microseconds",
                          f"Duration of each successful {what} call of the sink.", summ,
                          lab)
         own = k.get("sink")
