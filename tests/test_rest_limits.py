@@ -9,7 +9,9 @@ that second, that the book then syncs, and that ``/stats`` and ``/metrics`` coun
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from email.utils import format_datetime
 
@@ -189,13 +191,27 @@ def test_sim_cli_rest_reject_flags() -> None:
 # ------------------------------------------------------------------------- end to end
 
 
-def _usdm_collector(sim: Simulator) -> Collector:
-    """A collector of the simulator's first USD-M instrument, depth only, no HTTP."""
-    cfg = load_config(None, env={}, overrides=[
-        "feeds.0.exchange=binance-usdm", f"feeds.0.symbols={sim.instruments[0]}",
-        "feeds.0.channels=depth", f"feeds.0.endpoints=ws://127.0.0.1:{sim.ports[0]}",
-        f"feeds.0.rest=http://127.0.0.1:{sim.ports[0]}", "runtime.http="])
-    return Collector(cfg)
+@contextlib.asynccontextmanager
+async def _synced_usdm(sim_cfg: SimConfig, what: str) -> AsyncIterator[tuple[Simulator, Collector]]:
+    """The simulator and a collector of its first USD-M instrument (depth only, no HTTP),
+    started, once the book has synced (``what`` names the wait); both stopped after."""
+    sim = Simulator(sim_cfg)
+    await sim.start()
+    col: Collector | None = None
+    try:
+        cfg = load_config(None, env={}, overrides=[
+            "feeds.0.exchange=binance-usdm", f"feeds.0.symbols={sim.instruments[0]}",
+            "feeds.0.channels=depth", f"feeds.0.endpoints=ws://127.0.0.1:{sim.ports[0]}",
+            f"feeds.0.rest=http://127.0.0.1:{sim.ports[0]}", "runtime.http="])
+        col = Collector(cfg)
+        await col.start()
+        book = col.feeds[0].engine.book(sim.instruments[0])
+        await until(lambda: book.synced, 15, what)
+        yield sim, col
+    finally:
+        if col is not None:
+            await col.stop()
+        await sim.stop()
 
 
 def test_collector_honours_retry_after_then_syncs(caplog: pytest.LogCaptureFixture) -> None:
@@ -203,15 +219,9 @@ def test_collector_honours_retry_after_then_syncs(caplog: pytest.LogCaptureFixtu
     snapshot loop retried 20 ms later (its token bucket allows a burst of 5); now no
     request reaches the simulator within that second, then the book syncs."""
     async def main() -> None:
-        sim = Simulator(SimConfig("binance-usdm", symbols=1, rate=200, rest_reject=1,
-                                  rest_retry_after="1"))
-        await sim.start()
-        col: Collector | None = None
-        try:
-            col = _usdm_collector(sim)
-            await col.start()
-            book = col.feeds[0].engine.book(sim.instruments[0])
-            await until(lambda: book.synced, 15, "book synced after the pause")
+        async with _synced_usdm(SimConfig("binance-usdm", symbols=1, rate=200, rest_reject=1,
+                                          rest_retry_after="1"),
+                                "book synced after the pause") as (sim, col):
             reqs = sim.depth_requests
             assert [s for _, s in reqs] == [429, 200], reqs
             assert reqs[1][0] - reqs[0][0] >= 1.0, "a request came inside Retry-After"
@@ -226,10 +236,6 @@ def test_collector_honours_retry_after_then_syncs(caplog: pytest.LogCaptureFixtu
             assert f'xcol_rest_rejected_total{{host="{host}",status="429"}} 1' in text
             assert f'xcol_rest_pauses_total{{host="{host}"}} 1' in text
             assert f'xcol_rest_requests_total{{host="{host}"}} 2' in text
-        finally:
-            if col is not None:
-                await col.stop()
-            await sim.stop()
 
     with caplog.at_level(logging.WARNING, logger="xcol"):
         asyncio.run(asyncio.wait_for(main(), 60))
@@ -283,18 +289,8 @@ def test_snapshot_loop_survives_a_reset_connection(monkeypatch: pytest.MonkeyPat
     monkeypatch.setattr(xcol.app, "get", flaky_get)
 
     async def main() -> None:
-        sim = Simulator(SimConfig("binance-usdm", symbols=1, rate=200))
-        await sim.start()
-        col: Collector | None = None
-        try:
-            col = _usdm_collector(sim)
-            await col.start()
-            book = col.feeds[0].engine.book(sim.instruments[0])
-            await until(lambda: book.synced, 15, "book synced after a reset request")
+        async with _synced_usdm(SimConfig("binance-usdm", symbols=1, rate=200),
+                                "book synced after a reset request") as (_sim, col):
             assert len(calls) >= 2 and col.feeds[0].snapshot_errors == 1
-        finally:
-            if col is not None:
-                await col.stop()
-            await sim.stop()
 
     asyncio.run(asyncio.wait_for(main(), 60))
