@@ -30,7 +30,6 @@ HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE.parent), str(HERE)]
 
 import hotpath  # noqa: E402
-import peers  # noqa: E402
 
 from xcol._fast.engine import Engine  # noqa: E402
 
@@ -67,13 +66,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--evict-mb", type=int, default=8)
     ap.add_argument("--json", metavar="PATH")
     args = ap.parse_args(argv)
-    corpus = Path(hotpath._default_corpus())
-    path = corpus / hotpath.USDM_FILE
-    if not path.is_file():
-        print(f"cold_cache: {path} not found (set XCOL_CORPUS)", file=sys.stderr)
+    inputs = hotpath.usdm_inputs(args.copies, "cold_cache")
+    if inputs is None:
         return 2
-    w = hotpath.usdm_workload(corpus, args.copies, False)
-    snapshot, _msgs, _tickers = peers.load_binance_usdm(path)
+    w, snapshot = inputs
     buf = bytearray(args.evict_mb << 20)
     runs: list[dict[str, Any]] = []
     for r in range(args.rounds):

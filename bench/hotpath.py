@@ -716,6 +716,19 @@ def _default_corpus() -> str:
     return os.environ.get("XCOL_CORPUS") or str(REPO.parent / "shared" / "corpus")
 
 
+def usdm_inputs(copies: int, prog: str) -> tuple[Workload, str] | None:
+    """The USD-M depth workload (``copies`` chained copies) and the capture's REST
+    snapshot, for the benchmarks that replay it; None, after saying so on stderr as
+    ``prog``, when the capture is not in the corpus."""
+    corpus = Path(_default_corpus())
+    path = corpus / USDM_FILE
+    if not path.is_file():
+        print(f"{prog}: {path} not found (set XCOL_CORPUS)", file=sys.stderr)
+        return None
+    snapshot, _msgs, _tickers = peers.load_binance_usdm(path)
+    return usdm_workload(corpus, copies, False), snapshot
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])

@@ -26,7 +26,6 @@ HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE.parent), str(HERE)]
 
 import hotpath  # noqa: E402
-import peers  # noqa: E402
 
 from xcol._fast.engine import Engine  # noqa: E402
 
@@ -60,13 +59,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--copies", type=int, default=5)
     args = ap.parse_args(argv)
-    corpus = Path(hotpath._default_corpus())
-    path = corpus / hotpath.USDM_FILE
-    if not path.is_file():
-        print(f"per_level: {path} not found (set XCOL_CORPUS)", file=sys.stderr)
+    inputs = hotpath.usdm_inputs(args.copies, "per_level")
+    if inputs is None:
         return 2
-    w = hotpath.usdm_workload(corpus, args.copies, False)
-    snapshot, _msgs, _tickers = peers.load_binance_usdm(path)
+    w, snapshot = inputs
     levels = []
     for f in w.frames:
         d = json.loads(f)["data"]
