@@ -18,7 +18,7 @@ from capture import Frame, frames, need
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from xcol._fast.engine import Engine
+from xcol._fast.engine import TRADE_WINDOW, Engine
 
 MS = 1_000_000
 
@@ -347,25 +347,32 @@ def _trade(tid: int) -> bytes:
             b'"t":%d,"p":"61800.10","q":"0.001","X":"MARKET","m":true}}' % tid)
 
 
-@given(ids=st.lists(st.integers(1, 600), min_size=1, max_size=300),
-       lines=st.lists(st.integers(0, 2), min_size=300, max_size=300))
+@given(ids=st.lists(st.integers(1, 3 * TRADE_WINDOW), min_size=1, max_size=300),
+       lines=st.lists(st.integers(0, 2), min_size=300, max_size=300),
+       near=st.lists(st.integers(-70, 70), min_size=300, max_size=300))
 @settings(max_examples=150, deadline=None)
-def test_trades_published_once_in_any_arrival_order(ids: list[int], lines: list[int]) -> None:
+def test_trades_published_once_in_any_arrival_order(ids: list[int], lines: list[int],
+                                                    near: list[int]) -> None:
     """Trade copies arriving in any order on several lines: each id is published once,
-    the first time it arrives, unless it is more than 256 ids behind the newest (then it
-    is taken for a copy), exactly as a plain-Python model says."""
+    the first time it arrives, unless it is ``TRADE_WINDOW`` or more ids behind the newest
+    (then it is taken for a copy), exactly as a plain-Python model says.  Every other
+    trade is drawn close to the one before, so the ring's word boundaries and small
+    steps are exercised as much as its long jumps."""
     e = Engine("binance-usdm")
     e.add_instrument("BTCUSDT", 2, 3)
     seen: set[int] = set()
     newest = -1
     want: list[int] = []
+    w = TRADE_WINDOW
     for k, tid in enumerate(ids):
-        if newest < 0 or tid - newest >= 256:
+        if k % 2 and k > 0:
+            tid = max(1, ids[k - 1] + near[k])
+        if newest < 0 or tid - newest >= w:
             seen, newest, fresh = {tid}, tid, True
         elif tid > newest:
             seen.add(tid)
             newest, fresh = tid, True
-        elif newest - tid >= 256 or tid in seen:
+        elif newest - tid >= w or tid in seen:
             fresh = False
         else:
             seen.add(tid)
@@ -377,6 +384,33 @@ def test_trades_published_once_in_any_arrival_order(ids: list[int], lines: list[
     assert got == want
     c = e.arbiter_counters()
     assert c["received"] == c["published"] + c["duplicates"] == len(ids)
+
+
+def test_a_lagging_line_fills_in_trades_a_reconnected_line_skipped() -> None:
+    """The fast line 0 drops out after trade 1000 and comes back at trade 1500; line 1,
+    300 trades behind, still has 1001-1499 to deliver.  Every one of them is published
+    (with a 256-id window, the 244 oldest were taken for copies and lost)."""
+    e = Engine("binance-usdm")
+    e.add_instrument("BTCUSDT", 2, 3)
+    k = 0
+
+    def feed(line: int, tid: int) -> None:
+        nonlocal k
+        k += 1
+        e.feed_on(line, _trade(tid), rx=k * MS, rx_wall=1)
+
+    for tid in range(1, 1001):          # line 0 leads by 300 trades
+        feed(0, tid)
+        if tid > 300:
+            feed(1, tid - 300)
+    for tid in range(1500, 1600):       # line 0 back, line 1 still catching up
+        feed(0, tid)
+        feed(1, tid - 800)
+    for tid in range(800, 1600):
+        feed(1, tid)
+    got = [r["id"] for r in _records(e) if r["type"] == "trade"]
+    assert len(got) == len(set(got)), "a trade was published twice"
+    assert set(got) == set(range(1, 1600)), sorted(set(range(1, 1600)) - set(got))[:5]
 
 
 @settings(max_examples=3000, deadline=None)

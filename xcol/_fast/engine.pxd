@@ -23,6 +23,8 @@ cdef enum FeedResult:
 
 cdef enum:
     MAX_LINES = 16
+    TRADE_WORDS = 64            # trade dedup ring: 64 words of 64 bits
+    TRADE_WINDOW_C = 4096       # = 64 * TRADE_WORDS trade ids
 
 # Why an update that reached the arbiter was not published (nor a duplicate).  The
 # engine counts the first five as it sees them; the book counts how its held/buffered
@@ -68,7 +70,7 @@ ctypedef struct InstState:
     int64_t trade_rx
     int64_t line_seq[16]         # MAX_LINES: last depth sequence seen per line
     int64_t last_top             # monotonic ns of the last "top" record
-    uint64_t trade_seen[4]       # bit k: trade id (trade_id - k) was published
+    uint64_t trade_seen[64]      # TRADE_WORDS: bit (id % 4096) set: trade id was published
     int64_t hb_seq               # OKX: seqId of the last empty heartbeat update published
     int64_t quote_seq[16]        # MAX_LINES; Deribit quote: the last key derived per line
     int64_t bbo_last[4]          # Deribit quote: the last one published, at scale

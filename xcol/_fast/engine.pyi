@@ -8,6 +8,7 @@ from xcol._fast.decode import Decoder
 from xcol._fast.hdr import HdrHistogram
 
 MARKETS: tuple[str, ...]
+TRADE_WINDOW: int
 RESULT_NAMES: dict[int, str]
 ERROR_NAMES: tuple[str, ...]
 DROP_REASONS: tuple[str, ...]

@@ -49,39 +49,37 @@ cdef inline const char *_after(const char *p, const char *end, const char *key,
 
 
 cdef inline bint _trade_seen(InstState *st, int64_t tid) noexcept nogil:
-    """Mark trade ``tid`` seen; True if it already was (or is too old to tell: more than
-    256 ids behind the newest).  ``trade_seen`` is a 256-bit window below ``trade_id``."""
-    cdef int64_t d
-    cdef int i, src, ws, bs
-    cdef uint64_t v
-    if st.trade_id < 0 or tid - st.trade_id >= 256:
-        st.trade_seen[0] = 1
-        st.trade_seen[1] = 0
-        st.trade_seen[2] = 0
-        st.trade_seen[3] = 0
-        st.trade_id = tid
+    """Mark trade ``tid`` seen; True if it already was (or is too old to tell: at least
+    ``TRADE_WINDOW`` ids behind the newest).
+
+    ``trade_seen`` is a ring of ``TRADE_WINDOW`` bits, one per id (bit ``id % window``),
+    valid for the ids ``(trade_id - window, trade_id]``.  Moving the newest id forward
+    clears the bits of the ids it passes, a word at a time, so a trade costs O(1)
+    however far a lagging line is behind."""
+    cdef int64_t d, a, b
+    cdef int lo, hi
+    cdef uint64_t mask
+    if st.trade_id < 0 or tid - st.trade_id >= TRADE_WINDOW_C:
+        memset(st.trade_seen, 0, sizeof(st.trade_seen))
+    elif tid > st.trade_id:
+        a = st.trade_id + 1
+        b = tid
+        while a <= b:
+            lo = <int>(a & 63)
+            hi = <int>(b & 63) if (a >> 6) == (b >> 6) else 63
+            mask = ((~(<uint64_t>0)) >> (63 - hi)) & ((~(<uint64_t>0)) << lo)
+            st.trade_seen[(a >> 6) & (TRADE_WORDS - 1)] &= ~mask
+            a = (a | 63) + 1
+    else:
+        d = st.trade_id - tid
+        if d >= TRADE_WINDOW_C:
+            return True
+        if (st.trade_seen[(tid >> 6) & (TRADE_WORDS - 1)] >> (tid & 63)) & 1:
+            return True
+        st.trade_seen[(tid >> 6) & (TRADE_WORDS - 1)] |= (<uint64_t>1) << (tid & 63)
         return False
-    if tid > st.trade_id:
-        d = tid - st.trade_id
-        ws = <int>(d >> 6)
-        bs = <int>(d & 63)
-        for i in range(3, -1, -1):
-            v = 0
-            src = i - ws
-            if src >= 0:
-                v = st.trade_seen[src] << bs
-                if bs and src >= 1:
-                    v |= st.trade_seen[src - 1] >> (64 - bs)
-            st.trade_seen[i] = v
-        st.trade_seen[0] |= 1
-        st.trade_id = tid
-        return False
-    d = st.trade_id - tid
-    if d >= 256:
-        return True
-    if (st.trade_seen[d >> 6] >> (d & 63)) & 1:
-        return True
-    st.trade_seen[d >> 6] |= (<uint64_t>1) << (d & 63)
+    st.trade_seen[(tid >> 6) & (TRADE_WORDS - 1)] |= (<uint64_t>1) << (tid & 63)
+    st.trade_id = tid
     return False
 
 
@@ -112,6 +110,10 @@ cdef inline const char *_uint(const char *p, const char *end, int64_t *out) noex
     return p
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE, PyBytes_FromStringAndSize
 from xcol._fast.clock cimport mono_ns, wall_ns
+
+#: How many trade ids behind the newest one a trade can arrive and still be told apart
+#: from a copy; an older one is counted as a duplicate.
+TRADE_WINDOW = TRADE_WINDOW_C
 
 MARKETS = ("binance-spot", "binance-usdm", "binance-coinm", "okx", "deribit")
 
