@@ -191,3 +191,34 @@ def test_win_rate_rotation_backs_off_for_a_line_that_stays_slow() -> None:
     for period in range(5):
         run_period(period)
     assert rotated == [0, 1, 2, 3, 4]
+
+
+def test_stop_during_a_rotation_closes_the_connection_it_was_opening(tmp_path: Path) -> None:
+    """A rotation waits for the replacement connection's first frame before switching;
+    a collector stopped in that wait leaves no connection open (the replacement belonged
+    to no line yet, so closing the lines' connections did not reach it)."""
+    async def main() -> None:
+        sim = Simulator(SimConfig(exchange="binance-usdm", source=[], symbols=1, rate=300.0,
+                                  lines=line_configs(1)))
+        await sim.start()
+        col = await _collector(sim, tmp_path / "out.jsonl", lines=1)
+        stopped = False
+        try:
+            eng = col.feeds[0].engine
+            await _until(lambda: eng.book(sim.instruments[0]).synced, 10)
+            sessions = sim.lines[0].sessions
+            before = len(sessions)
+            sim.pause()                 # the replacement gets no frame: the rotation waits
+            col.request_rotation(col.feeds[0].lines[0], "test")
+            await _until(lambda: len(sessions) == before + 1, 5)
+            await asyncio.sleep(0.2)
+            assert col.feeds[0].lines[0].rotations == 0      # still waiting to switch
+            await col.stop()
+            stopped = True
+            await _until(lambda: not sessions, 5)
+        finally:
+            if not stopped:
+                await col.stop()
+            await sim.stop()
+
+    asyncio.run(main())
