@@ -205,14 +205,18 @@ def test_stop_during_a_rotation_closes_the_connection_it_was_opening(tmp_path: P
         stopped = False
         try:
             eng = col.feeds[0].engine
-            await _until(lambda: eng.book(sim.instruments[0]).synced, 10)
+            lines = col.feeds[0].lines
             sessions = sim.lines[0].sessions
+            await _until(lambda: eng.book(sim.instruments[0]).synced
+                         and all(ln.state == "connected" for ln in lines)
+                         and len(sessions) == len(lines), 10)
             before = len(sessions)
             sim.pause()                 # the replacement gets no frame: the rotation waits
-            col.request_rotation(col.feeds[0].lines[0], "test")
+            await sim.settle(0.2)       # (once what the lines had queued is out)
+            col.request_rotation(lines[0], "test")
             await _until(lambda: len(sessions) == before + 1, 5)
             await asyncio.sleep(0.2)
-            assert col.feeds[0].lines[0].rotations == 0      # still waiting to switch
+            assert lines[0].rotations == 0      # still waiting to switch
             await col.stop()
             stopped = True
             await _until(lambda: not sessions, 5)
