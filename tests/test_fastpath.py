@@ -4,9 +4,11 @@ Binance frames and OKX book frames first go through a validating single-pass
 scanner (``Decoder.fast``); anything it does not accept goes to simdjson On-Demand.
 These tests decode every kind of real message, seeded mutations of them and
 hand-made edge cases twice, once with the scanner and once without, and
-require the same result code, the same event and the same error text.  They
-also check that the scanner really takes the real messages (otherwise the
-comparison would be vacuous).
+require the same result code, the same event, the same level texts and the same
+error text.  They also check that the scanner really takes the real messages
+(otherwise the comparison would be vacuous).  The reference decoder also reads
+levels with the byte loop alone (``Decoder.shapes`` off: no level read by its
+shape, see levels.h), since simdjson's walk hands level arrays to that loop too.
 """
 
 from __future__ import annotations
@@ -22,16 +24,25 @@ from test_fuzz import mutate
 
 from xcol._fast.decode import Decoder, _parse_number, _scan_number
 
+#: event kinds whose levels keep the exchange's text: depth, snapshot, REST snapshot
+BOOK_KINDS = (1, 2, 5)
+
+
+def texts(dec: Decoder, kind: int) -> Any:
+    """The level texts of a book event (records and checksums use them), else None."""
+    return dec.level_texts() if kind in BOOK_KINDS else None
+
 
 def both(frame: bytes, venue: str = "binance",
-         ) -> tuple[tuple[int, Any, str | None], tuple[int, Any, str | None], bool]:
+         ) -> tuple[tuple[Any, ...], tuple[Any, ...], bool]:
     """Decode ``frame`` with and without the scanner; also whether the scanner took it."""
     fast, slow = Decoder(venue), Decoder(venue)
     slow.fast = False
+    slow.shapes = False
     rf = fast.decode_frame(frame)
     rs = slow.decode_frame(frame)
-    out_f = (rf, fast.event() if rf >= 0 else None, fast.error())
-    out_s = (rs, slow.event() if rs >= 0 else None, slow.error())
+    out_f = (rf, fast.event() if rf >= 0 else None, fast.error(), texts(fast, rf))
+    out_s = (rs, slow.event() if rs >= 0 else None, slow.error(), texts(slow, rs))
     return out_f, out_s, fast.fast_frames == 1
 
 
@@ -161,6 +172,61 @@ def test_level_number_reader_takes_real_shapes() -> None:
         assert _parse_number(b'"' + text + b'"') == want
     assert _scan_number(b'1234567890.123456789"') is None  # 19 digits
     assert _scan_number(b'1."') is None
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.data())
+def test_levels_of_repeating_shapes_decode_identically(data: st.DataObject) -> None:
+    """The decoder reads a level of a shape it has seen by comparing it with that shape
+    (levels.h) and every other level byte by byte, learning its shape.  Frames whose
+    numbers come in a few shapes, with now and then one byte changed (a letter, a second
+    dot, a minus sign...), decoded by one decoder in a row, must give exactly what the
+    byte loop alone gives under simdjson's walk."""
+    shapes = data.draw(st.lists(st.tuples(st.integers(0, 10), st.integers(-1, 9)),
+                                min_size=1, max_size=3))
+
+    def num() -> str:
+        ni, nf = data.draw(st.sampled_from(shapes))
+        n = ni + max(nf, 0)
+        digits = data.draw(st.text("0123456789", min_size=n, max_size=n))
+        text = digits[:ni] + ("." + digits[ni:] if nf >= 0 else "")
+        if data.draw(st.integers(0, 15)) == 0:
+            at = data.draw(st.integers(0, len(text)))
+            text = text[:at] + data.draw(st.sampled_from('x."-e0,] ')) + text[at + 1:]
+        return text
+
+    def side() -> bytes:
+        k = data.draw(st.integers(0, 40))
+        return b",".join(b'["%s","%s"]' % (num().encode(), num().encode()) for _ in range(k))
+
+    fast, slow = Decoder("binance"), Decoder("binance")
+    slow.fast = False
+    slow.shapes = False             # the byte loop alone (simdjson's walk uses it too)
+    for _ in range(3):
+        frame = DEPTH.replace(b'[["58710.20","0.014"],["61496.50","0.000"]]',
+                              b"[" + side() + b"]").replace(b'[["61800.30","1.5"]]',
+                                                            b"[" + side() + b"]")
+        rf, rs = fast.decode_frame(frame), slow.decode_frame(frame)
+        assert (rf, fast.event() if rf >= 0 else None, fast.error(), texts(fast, rf)) == (
+            rs, slow.event() if rs >= 0 else None, slow.error(), texts(slow, rs)), frame[:300]
+
+
+def test_level_shapes_are_learnt_and_both_kept() -> None:
+    """A frame of the usual shape with now and then another: the scanner reads them all
+    (it takes the frame) and gets every value right."""
+    usual = [(b"61789.70", b"0.123"), (b"61789.80", b"0.000"), (b"61790.10", b"2.500")]
+    other = [(b"61791.00", b"12.345")]
+    levels = (usual * 3 + other + usual * 2 + other) * 4
+    body = b",".join(b'["%s","%s"]' % lv for lv in levels)
+    frame = DEPTH.replace(b'[["58710.20","0.014"],["61496.50","0.000"]]', b"[" + body + b"]")
+    assert check(frame)
+    ev = Decoder("binance")
+    assert ev.decode_frame(frame) >= 0
+    bids = ev.event()["bids"]
+    assert [(b[0], b[1], b[2], b[3]) for b in bids] == [
+        (int(p.replace(b".", b"")), len(p.split(b".")[1]), int(q.replace(b".", b"")),
+         len(q.split(b".")[1])) for p, q in levels]
+    assert ev.level_texts()[0] == levels
 
 
 # ------------------------------------------------------------------------------ OKX

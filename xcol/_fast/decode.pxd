@@ -1,10 +1,19 @@
 # distutils: language=c++
 # Per-exchange frame decoders over simdjson On-Demand.
 
-from libc.stdint cimport int64_t, int8_t
+from libc.stdint cimport int64_t, int8_t, uint8_t
 
 from xcol._fast.event cimport Event, Level, Trade
 from xcol._fast.includes.simdjson cimport Parser, Document, Value
+
+cdef extern from "levels.h" nogil:
+    ctypedef struct xcol_shape:     # the last level shape the byte loop read
+        int len
+        int qoff
+        int8_t pdec
+        int8_t qdec
+        uint8_t plen
+        uint8_t qlen
 
 cdef enum DecodeErr:
     DE_OK = 0
@@ -37,6 +46,9 @@ cdef class Decoder:
     cdef int trade_cap
     cdef public bint fast          # try the compact-layout scanner first (Binance, OKX books)
     cdef readonly long long fast_frames
+    cdef public bint shapes     # read levels of a known shape by comparison (levels.h)
+    cdef xcol_shape shape[2]    # the level shapes: the usual one, then the other
+    cdef int shape_first        # which of shape[] is tried first
 
     cdef int decode(self, const char *data, size_t n) noexcept
     cdef void _reset_event(self) noexcept

@@ -31,6 +31,12 @@ cdef extern from "swar.h" nogil:
     const char *xcol_uint15(const char *p, uint64_t *out)
     const char *xcol_str16(const char *p)
 
+cdef extern from "levels.h" nogil:
+    const int XCOL_SHAPE_LEVELS
+    void xcol_shape_learn(xcol_shape *s, int pi, int pf, int qi, int qf)
+    const char *xcol_shape_level(const xcol_shape *s, const char *p, int64_t *px,
+                                 int64_t *qty)
+
 
 DEFAULT_MAX_FRAME = 16 * 1024 * 1024
 
@@ -274,6 +280,7 @@ cdef class Decoder:
         self.ask_cap = 0
         self.trade_cap = 0
         self.fast = True
+        self.shapes = True
         self.fast_frames = 0
         if self._grow(0) < 0 or self._grow(1) < 0 or self._grow(2) < 0:
             raise MemoryError()
@@ -444,6 +451,13 @@ cdef class Decoder:
         cdef Level *buf = self.bid_buf if is_bid else self.ask_buf
         cdef int cap = self.bid_cap if is_bid else self.ask_cap
         cdef int cnt = ev.nbids if is_bid else ev.nasks
+        cdef xcol_shape *sh = &self.shape[self.shape_first]
+        cdef xcol_shape *sh2 = &self.shape[self.shape_first ^ 1]
+        cdef xcol_shape *hit
+        cdef int run2 = 0
+        cdef bint use_shapes = self.shapes
+        cdef const char *q
+        cdef bint extra
         p += 1
         if p[0] == b']':
             return p + 1
@@ -464,37 +478,67 @@ cdef class Decoder:
                     buf = self.ask_buf
                     cap = self.ask_cap
             lv = &buf[cnt]
-            lv.ptxt = p + 2
-            p = fast_num(p + 2, &lv.px, &lv.pdec)
-            if p == NULL or p[0] != b'"' or p[1] != b',' or p[2] != b'"':
-                break
-            lv.plen = <uint8_t>(p - lv.ptxt)
-            lv.qtxt = p + 3
-            p = fast_num(p + 3, &lv.qty, &lv.qdec)
-            if p == NULL or p[0] != b'"':
-                break
-            lv.qlen = <uint8_t>(p - lv.qtxt)
-            p += 1
-            while p[0] == b',':
-                # extra fields (OKX: liquidated orders, order count)
-                if p[1] != b'"':
-                    p = NULL
+            hit = sh
+            q = xcol_shape_level(sh, p, &lv.px, &lv.qty) if use_shapes else NULL
+            if q == NULL and use_shapes:
+                hit = sh2
+                q = xcol_shape_level(sh2, p, &lv.px, &lv.qty)
+                if q != NULL:
+                    run2 += 1
+                    if run2 >= 4:
+                        # the other shape keeps coming: try it first from now on
+                        sh, sh2 = sh2, sh
+                        self.shape_first ^= 1
+                        run2 = 0
+            else:
+                run2 = 0
+            if q != NULL:
+                # a level of a shape the byte loop below read before (levels.h)
+                lv.ptxt = p + 2
+                lv.qtxt = p + hit.qoff
+                lv.pdec = hit.pdec
+                lv.qdec = hit.qdec
+                lv.plen = hit.plen
+                lv.qlen = hit.qlen
+                p = q
+            else:
+                lv.ptxt = p + 2
+                p = fast_num(p + 2, &lv.px, &lv.pdec)
+                if p == NULL or p[0] != b'"' or p[1] != b',' or p[2] != b'"':
                     break
-                p += 2
-                while p[0] != b'"':
-                    # plain ASCII only, as in fast_str: simdjson checks the rest
-                    if p[0] == b'\\' or <uint8_t>p[0] < 0x20 or <uint8_t>p[0] >= 0x80:
+                lv.plen = <uint8_t>(p - lv.ptxt)
+                lv.qtxt = p + 3
+                p = fast_num(p + 3, &lv.qty, &lv.qdec)
+                if p == NULL or p[0] != b'"':
+                    break
+                lv.qlen = <uint8_t>(p - lv.qtxt)
+                p += 1
+                extra = p[0] == b','
+                while p[0] == b',':
+                    # extra fields (OKX: liquidated orders, order count)
+                    if p[1] != b'"':
                         p = NULL
                         break
+                    p += 2
+                    while p[0] != b'"':
+                        # plain ASCII only, as in fast_str: simdjson checks the rest
+                        if p[0] == b'\\' or <uint8_t>p[0] < 0x20 or <uint8_t>p[0] >= 0x80:
+                            p = NULL
+                            break
+                        p += 1
+                    if p == NULL:
+                        break
                     p += 1
-                if p == NULL:
+                if p == NULL or p[0] != b']':
                     break
                 p += 1
-            if p == NULL or p[0] != b']':
-                break
+                if XCOL_SHAPE_LEVELS and use_shapes and not extra:
+                    # a shape neither knows: it replaces the second
+                    run2 = 0
+                    xcol_shape_learn(sh2, lv.plen - lv.pdec - (lv.pdec > 0), lv.pdec,
+                                     lv.qlen - lv.qdec - (lv.qdec > 0), lv.qdec)
             lv.flag = LV_SET
             cnt += 1
-            p += 1
             if p[0] == b',':
                 p += 1
             elif p[0] == b']':
@@ -1740,6 +1784,21 @@ cdef class Decoder:
                         ev.trades[i].qty, ev.trades[i].qdec, ev.trades[i].side,
                         ev.trades[i].ts) for i in range(ev.ntrades)],
         }
+        return out
+
+    def level_texts(self) -> tuple:
+        """The last event's levels as the exchange wrote them: ``(bids, asks)``, each a
+        list of ``(price text, size text)`` (None where the decoder keeps no text);
+        valid until the next decode (tests)."""
+        cdef Event *ev = &self.ev
+        cdef Level *lv
+        cdef int i, side
+        out = ([], [])
+        for side in range(2):
+            for i in range(ev.nbids if side == 0 else ev.nasks):
+                lv = &ev.bids[i] if side == 0 else &ev.asks[i]
+                out[side].append((lv.ptxt[:lv.plen] if lv.ptxt != NULL else None,
+                                  lv.qtxt[:lv.qlen] if lv.qtxt != NULL else None))
         return out
 
 
