@@ -303,7 +303,14 @@ def run_xcol(capture: Path, *, lines: int, frames: int, rate: float = 0.0,
     sim = Sim(capture, lines=lines, frames=frames, rate=rate, max_bytes=max_bytes)
     try:
         timeout = 120.0 if not rate else frames / rate + 60
-        extra = ("runtime.busy_poll=true",) if busy_poll else ()
+        extra: tuple[str, ...] = ()
+        if busy_poll:
+            extra = ("runtime.busy_poll=true",)
+            cpus = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set()
+            if len(cpus) == 1:
+                # the benchmark pinned this process already; saying so in the config too
+                # keeps the collector from warning that the spinning loop is unpinned
+                extra += (f"runtime.cpu_affinity={next(iter(cpus))}",)
         res: dict[str, Any] = uvloop.run(_collect(sim.port, lines, warmup, 1.0, timeout,
                                                   channels, extra))
     finally:
