@@ -47,6 +47,10 @@ def _times(frames: list[bytes], snapshot: bytes, decode_only: bool, rounds: int)
     return best
 
 
+#: level-count ranges for --buckets: the bulk, then the large messages of the tail
+BUCKETS = ((0, 20), (20, 60), (60, 128), (128, 256), (256, 400), (400, 600), (600, 2000))
+
+
 def _fit(xs: list[int], ys: list[int]) -> tuple[float, float]:
     mx, my = statistics.fmean(xs), statistics.fmean(ys)
     sxx = sum((x - mx) ** 2 for x in xs)
@@ -58,6 +62,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--copies", type=int, default=5)
+    ap.add_argument("--buckets", action="store_true",
+                    help="also print medians over level-count ranges up to the largest")
     args = ap.parse_args(argv)
     inputs = hotpath.usdm_inputs(args.copies, "per_level")
     if inputs is None:
@@ -83,6 +89,18 @@ def main(argv: list[str] | None = None) -> int:
         d = statistics.median(dec[i] for i in ix)
         t = statistics.median(tot[i] for i in ix)
         print(f"{lv:>6} {len(ix):>6} {d:>7.0f} {t:>7.0f} {t - d:>6.0f}")
+    if args.buckets:
+        print(f"{'levels':>10} {'msgs':>6} {'median':>6} {'decode':>7} {'/level':>6} "
+              f"{'book':>6} {'/level':>6}")
+        for lo, hi in BUCKETS:
+            ix = [i for i, lv in enumerate(levels) if lo <= lv < hi]
+            if not ix:
+                continue
+            m = statistics.median(levels[i] for i in ix)
+            d = statistics.median(dec[i] for i in ix)
+            b = statistics.median(tot[i] - dec[i] for i in ix)
+            print(f"{f'{lo}-{hi}':>10} {len(ix):>6} {m:>6.0f} {d:>7.0f} {d / m:>6.1f} "
+                  f"{b:>6.0f} {b / m:>6.1f}")
     sel = [i for i, lv in enumerate(levels) if 5 <= lv <= 60]
     xs = [levels[i] for i in sel]
     for name, ys in (("decode", [dec[i] for i in sel]), ("total", [tot[i] for i in sel]),
