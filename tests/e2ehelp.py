@@ -36,9 +36,9 @@ T = TypeVar("T")
 Record = dict[str, Any]
 Side = dict[Decimal, Decimal]
 
-#: channels the simulator serves for each exchange (OKX bbo-tbt is not modelled)
+#: channels the collector subscribes in these tests: all of them, on every exchange
 CHANNELS = {"binance-spot": "depth,bbo,trades", "binance-usdm": "depth,bbo,trades",
-            "binance-coinm": "depth,bbo,trades", "okx": "depth,trades",
+            "binance-coinm": "depth,bbo,trades", "okx": "depth,bbo,trades",
             "deribit": "depth,bbo,trades"}
 
 

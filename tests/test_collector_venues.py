@@ -7,7 +7,9 @@ the output equal the simulator's, the output chains from its snapshot, and trade
 complete.  Venue specifics:
 
 * OKX: checksums are computed by the simulator and checked by the collector; the empty
-  heartbeat update (``seqId == prevSeqId``) is not a gap.
+  heartbeat update (``seqId == prevSeqId``) is not a gap.  The ``bbo`` channel
+  (``bbo-tbt``, with the book's ``seqId``) publishes every push once, in order, ending at
+  the simulator's top.
 * Deribit: the collector asks for ``public/set_heartbeat`` (10 s) and must answer every
   ``test_request``, or the simulator closes the line at the next tick: both lines stay
   up past two intervals.  The ``bbo`` channel (``quote.{inst}``, no sequence) publishes
@@ -33,7 +35,7 @@ from e2ehelp import (
     until,
 )
 
-from xcol.sim.feed import DeribitFeed, Event
+from xcol.sim.feed import DeribitFeed, Event, OkxFeed
 from xcol.sim.server import SimConfig, line_configs
 
 
@@ -183,6 +185,50 @@ def test_deribit_quotes_become_bbo_records_once_each(tmp_path: Path,
                 # nothing repeated, nothing reordered
                 assert got == sent[inst][-len(got):], inst
                 assert got[-1] == tuple(Decimal(str(x)) for x in rig.sim.top(inst) or ())
+            dups = sum(c["duplicates"] for c in rig.col.stats()["connections"])
+            assert dups > 0  # the slow line's copies were counted, not published
+
+    run(body())
+
+
+def test_okx_bbo_tbt_becomes_bbo_records_once_each(tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every ``bbo-tbt`` push the simulator sends after the subscription is published once,
+    in order, with the push's ``seqId``, by whichever line brought it first; the last one
+    is the simulator's top."""
+    sent: dict[str, list[tuple[int, tuple[Decimal, ...]]]] = {}
+    bbo_events = OkxFeed.bbo_events
+
+    def record(self: OkxFeed, inst: str) -> list[Event]:
+        evs = bbo_events(self, inst)
+        if evs:
+            b, a = self._top(inst)
+            sent.setdefault(inst, []).append((evs[0].seq, tuple(
+                Decimal(x) for x in (b[0], b[1], a[0], a[1]))))
+        return evs
+
+    monkeypatch.setattr(OkxFeed, "bbo_events", record)
+
+    async def body() -> None:
+        async with Rig(sim_cfg("okx", rate=200.0), tmp_path) as rig:
+            await rig.wait_synced()
+            await asyncio.sleep(1.5)
+            await rig.stop()
+            check_clean(rig)
+            assert_output_exact(rig, once=False)
+            recs = read_records(rig.out)
+            for inst in rig.sim.instruments:
+                bbo = [r for r in recs if r["type"] == "bbo" and r["symbol"] == inst]
+                assert len(bbo) > 20, (inst, len(bbo))
+                got = [(r["seq"], tuple(Decimal(r[k]) for k in ("bid", "bid_qty", "ask",
+                                                                 "ask_qty"))) for r in bbo]
+                assert [g[0] for g in got] == sorted({g[0] for g in got}), inst
+                # the first is the subscription's push of the top as it then was; the
+                # rest are the tail of what the simulator pushed since: nothing lost,
+                # nothing repeated, nothing reordered
+                assert got[1:] == sent[inst][-(len(got) - 1):], inst
+                top = rig.sim.top(inst)
+                assert top is not None and got[-1][1] == tuple(Decimal(x) for x in top)
             dups = sum(c["duplicates"] for c in rig.col.stats()["connections"])
             assert dups > 0  # the slow line's copies were counted, not published
 

@@ -87,7 +87,7 @@ class Event:
 
     :param inst: the instrument as the exchange spells it.
     :param topic: ``depth``/``bookTicker``/``trade``/``aggTrade`` (Binance), ``books``/
-        ``trades`` (OKX), ``book``/``trades``/``quote`` (Deribit).
+        ``bbo-tbt``/``trades`` (OKX), ``book``/``trades``/``quote`` (Deribit).
     :param seq: the exchange sequence of the update (``u``, ``seqId``, ``change_id``,
         trade id).
     :param book: True for book updates (the ones ``drop_next_update`` drops).
@@ -646,7 +646,9 @@ class BinanceSynthetic(BinanceFeed):
 
 
 class OkxFeed(Feed):
-    """OKX v5 public ``books`` (snapshot/update, seqId/prevSeqId, checksum) and ``trades``.
+    """OKX v5 public ``books`` (snapshot/update, seqId/prevSeqId, checksum), ``bbo-tbt``
+    (the best bid and ask, pushed whenever the book's top changes, with the book's
+    ``seqId``) and ``trades``.
 
     ``checksum``: ``"recorded"`` (the capture's own value where the book follows the
     recording, computed elsewhere), ``"compute"`` (CRC32 of the sim's book), ``"zero"``
@@ -660,6 +662,42 @@ class OkxFeed(Feed):
         if checksum not in ("recorded", "compute", "zero"):
             raise ValueError(f"okx checksum mode {checksum!r}: recorded, compute or zero")
         self.checksum = checksum
+        # per instrument: the top (best bid, best ask) last pushed, its seqId and time
+        self._tops: dict[str, tuple[tuple[Any, Any], int, int]] = {}
+
+    def _top(self, inst: str) -> tuple[Any, Any]:
+        book = self.books[inst]
+        b, a = book.bids.best(), book.asks.best()
+        return (tuple(b) if b else None, tuple(a) if a else None)
+
+    @staticmethod
+    def _bbo_body(inst: str, top: tuple[Any, Any], seq: int, ts: int) -> bytes:
+        b, a = top
+        d = {"asks": [list(a)] if a else [], "bids": [list(b)] if b else [],
+             "ts": str(ts), "seqId": seq}
+        return _dumps({"arg": {"channel": "bbo-tbt", "instId": inst}, "data": [d]})
+
+    def bbo_msg(self, inst: str) -> bytes:
+        """A ``bbo-tbt`` push of ``inst``'s current best bid and ask (an empty side is an
+        empty list, as OKX sends it), stamped with the ``seqId`` and time at which the top
+        became what it is: the same push a subscriber got then."""
+        top = self._top(inst)
+        last = self._tops.get(inst)
+        if last is not None and last[0] == top:
+            return self._bbo_body(inst, top, last[1], last[2])
+        return self._bbo_body(inst, top, self.books[inst].seq, _now_ms())
+
+    def bbo_events(self, inst: str) -> list[Event]:
+        """A ``bbo-tbt`` event when ``inst``'s top (price, size or order count) changed
+        since the last one, else nothing.  Call after applying a book change; the push is
+        encoded only if a line sends it."""
+        top = self._top(inst)
+        last = self._tops.get(inst)
+        if last is not None and last[0] == top:
+            return []
+        seq, ts = self.books[inst].seq, _now_ms()
+        self._tops[inst] = (top, seq, ts)
+        return [Event(inst, "bbo-tbt", seq, lambda: self._bbo_body(inst, top, seq, ts))]
 
     def _ck(self, inst: str, recorded: int | None = None) -> int:
         if self.checksum == "zero":
@@ -753,14 +791,14 @@ class OkxReplay(OkxFeed):
             sb, sa = self._snap[inst]
             bids, asks = book.diff_to(sb, sa, "0")
             book.apply(bids, asks)
-            return [self._emit(inst, bids, asks, None)]
+            return [self._emit(inst, bids, asks, None), *self.bbo_events(inst)]
         return produce
 
     def _update(self, inst: str, bids: list[list[Any]], asks: list[list[Any]],
                 ck: int) -> Callable[[], list[Event]]:
         def produce() -> list[Event]:
             self.books[inst].apply(bids, asks)
-            return [self._emit(inst, bids, asks, ck)]
+            return [self._emit(inst, bids, asks, ck), *self.bbo_events(inst)]
         return produce
 
     def _emit(self, inst: str, bids: list[list[Any]], asks: list[list[Any]],
@@ -816,7 +854,8 @@ class OkxSynthetic(OkxFeed):
             inst, seq = st.name, book.seq
             ck = self._ck(inst)
             evs = [Event(inst, "books", seq, lambda: self.books_msg(
-                inst, "update", asks, bids, ck, prev, seq), book=True)]
+                inst, "update", asks, bids, ck, prev, seq), book=True),
+                   *self.bbo_events(inst)]
             if syn.rng.random() < self.trade_share:
                 top = book.top_of_book()
                 if top is not None:

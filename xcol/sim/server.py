@@ -496,7 +496,7 @@ class _Session(WSListener):
                                  "msg": f"Invalid request: {text[:200]}",
                                  "connId": self.conn_id}))
                 return
-            if ch not in ("books", "trades") or inst not in feed.books:
+            if ch not in ("books", "bbo-tbt", "trades") or inst not in feed.books:
                 self.send(_json({"event": "error", "code": "60018",
                                  "msg": f"Wrong URL or channel:{ch},instId:{inst} doesn't exist.",
                                  "connId": self.conn_id}))
@@ -510,7 +510,9 @@ class _Session(WSListener):
                 self.send(reply)
                 continue
             self.send(reply)
-            snap = feed.snapshot(inst) if ch == "books" else None
+            # books start with a snapshot, bbo-tbt with the current top
+            snap = (feed.snapshot(inst) if ch == "books"
+                    else feed.bbo_msg(inst) if ch == "bbo-tbt" else None)
             self.line.push(self._activator(key, "", snap), time.monotonic())
 
     def _activator(self, key: Key, name: str, first: bytes | None) -> Callable[[], None]:
