@@ -22,7 +22,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_fuzz import mutate
 
-from xcol._fast.decode import Decoder, _parse_number, _scan_number
+from xcol._fast.decode import SHAPE_LEVELS, Decoder, _parse_number, _scan_number
 
 #: event kinds whose levels keep the exchange's text: depth, snapshot, REST snapshot
 BOOK_KINDS = (1, 2, 5)
@@ -211,22 +211,42 @@ def test_levels_of_repeating_shapes_decode_identically(data: st.DataObject) -> N
             rs, slow.event() if rs >= 0 else None, slow.error(), texts(slow, rs)), frame[:300]
 
 
-def test_level_shapes_are_learnt_and_both_kept() -> None:
-    """A frame of the usual shape with now and then another: the scanner reads them all
-    (it takes the frame) and gets every value right."""
-    usual = [(b"61789.70", b"0.123"), (b"61789.80", b"0.000"), (b"61790.10", b"2.500")]
-    other = [(b"61791.00", b"12.345")]
-    levels = (usual * 3 + other + usual * 2 + other) * 4
+def _bids_frame(levels: list[tuple[bytes, bytes]]) -> bytes:
     body = b",".join(b'["%s","%s"]' % lv for lv in levels)
-    frame = DEPTH.replace(b'[["58710.20","0.014"],["61496.50","0.000"]]', b"[" + body + b"]")
+    return DEPTH.replace(b'[["58710.20","0.014"],["61496.50","0.000"]]', b"[" + body + b"]")
+
+
+def _want(levels: list[tuple[bytes, bytes]]) -> list[tuple[int, int, int, int]]:
+    return [(int(p.replace(b".", b"")), len(p.split(b".")[1]), int(q.replace(b".", b"")),
+             len(q.split(b".")[1])) for p, q in levels]
+
+
+USUAL = [(b"61789.70", b"0.123"), (b"61789.80", b"0.000"), (b"61790.10", b"2.500")]
+OTHER = [(b"61791.00", b"12.345"), (b"61791.10", b"10.000")]
+
+
+@pytest.mark.parametrize("levels", [
+    # the usual shape with now and then another: both kept, neither relearnt
+    (USUAL * 3 + OTHER[:1] + USUAL * 2 + OTHER[1:]) * 4,
+    # a run of the other shape long enough to swap the two, then the usual again
+    USUAL * 4 + OTHER * 5 + USUAL * 4 + OTHER + USUAL,
+], ids=["now-and-then", "runs"])
+def test_level_shapes_are_learnt_and_both_kept(levels: list[tuple[bytes, bytes]]) -> None:
+    """Levels of two shapes: every value and text right, and (in an AVX2 build) all but
+    the first level of each shape read by its shape, whatever the order."""
+    frame = _bids_frame(levels)
     assert check(frame)
-    ev = Decoder("binance")
-    assert ev.decode_frame(frame) >= 0
-    bids = ev.event()["bids"]
-    assert [(b[0], b[1], b[2], b[3]) for b in bids] == [
-        (int(p.replace(b".", b"")), len(p.split(b".")[1]), int(q.replace(b".", b"")),
-         len(q.split(b".")[1])) for p, q in levels]
-    assert ev.level_texts()[0] == levels
+    dec = Decoder("binance")
+    assert dec.decode_frame(frame) >= 0
+    assert [b[:4] for b in dec.event()["bids"]] == _want(levels)
+    assert dec.level_texts()[0] == levels
+    # the bids' first level of each shape is read byte by byte, as is the asks' one
+    # level, of a third shape, which then takes the second slot
+    n = len(levels)
+    assert dec.shape_levels == (n - 2 if SHAPE_LEVELS else 0)
+    # the shapes outlive the frame: the next time only the other shape is relearnt
+    assert dec.decode_frame(frame) >= 0
+    assert dec.shape_levels == ((n - 2) + (n - 1) if SHAPE_LEVELS else 0)
 
 
 # ------------------------------------------------------------------------------ OKX

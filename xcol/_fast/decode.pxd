@@ -47,6 +47,7 @@ cdef class Decoder:
     cdef public bint fast          # try the compact-layout scanner first (Binance, OKX books)
     cdef readonly long long fast_frames
     cdef public bint shapes     # read levels of a known shape by comparison (levels.h)
+    cdef readonly long long shape_levels   # levels read that way
     cdef xcol_shape shape[2]    # the level shapes: the usual one, then the other
     cdef int shape_first        # which of shape[] is tried first
 

@@ -3,6 +3,7 @@
 from typing import Any
 
 DEFAULT_MAX_FRAME: int
+SHAPE_LEVELS: bool
 VENUES: dict[str, int]
 
 def simdjson_implementation() -> str: ...
@@ -17,6 +18,7 @@ class Decoder:
     venue: int
     fast: bool
     shapes: bool
+    shape_levels: int
     fast_frames: int
     def __init__(self, venue: str, max_frame: int = ...) -> None: ...
     def decode_frame(self, data: bytes) -> int: ...

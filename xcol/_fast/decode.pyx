@@ -40,6 +40,9 @@ cdef extern from "levels.h" nogil:
 
 DEFAULT_MAX_FRAME = 16 * 1024 * 1024
 
+#: True when levels are read by their shape (an AVX2 build, levels.h)
+SHAPE_LEVELS = bool(XCOL_SHAPE_LEVELS)
+
 _ERR_NAMES = ("ok", "invalid JSON", "unexpected shape", "bad number",
               "unknown message", "frame too large", "out of memory")
 _NUM_ERR_NAMES = ("ok", "not a decimal number", "too many digits or too large",
@@ -455,6 +458,7 @@ cdef class Decoder:
         cdef xcol_shape *sh2 = &self.shape[self.shape_first ^ 1]
         cdef xcol_shape *hit
         cdef int run2 = 0
+        cdef long long hits = 0
         cdef bint use_shapes = self.shapes
         cdef const char *q
         cdef bint extra
@@ -494,6 +498,7 @@ cdef class Decoder:
                 run2 = 0
             if q != NULL:
                 # a level of a shape the byte loop below read before (levels.h)
+                hits += 1
                 lv.ptxt = p + 2
                 lv.qtxt = p + hit.qoff
                 lv.pdec = hit.pdec
@@ -533,9 +538,11 @@ cdef class Decoder:
                     break
                 p += 1
                 if XCOL_SHAPE_LEVELS and use_shapes and not extra:
-                    # a shape neither knows: it replaces the second
+                    # a shape neither knows: the first one learnt, later ones replace
+                    # the second
                     run2 = 0
-                    xcol_shape_learn(sh2, lv.plen - lv.pdec - (lv.pdec > 0), lv.pdec,
+                    xcol_shape_learn(sh2 if sh.len else sh,
+                                     lv.plen - lv.pdec - (lv.pdec > 0), lv.pdec,
                                      lv.qlen - lv.qdec - (lv.qdec > 0), lv.qdec)
             lv.flag = LV_SET
             cnt += 1
@@ -546,6 +553,7 @@ cdef class Decoder:
                     ev.nbids = cnt
                 else:
                     ev.nasks = cnt
+                self.shape_levels += hits
                 return p + 1
             else:
                 break
@@ -553,6 +561,7 @@ cdef class Decoder:
             ev.nbids = cnt
         else:
             ev.nasks = cnt
+        self.shape_levels += hits
         return NULL
 
     cdef int _levels(self, Value &v, bint is_bid, bint with_action) noexcept:

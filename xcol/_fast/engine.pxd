@@ -70,10 +70,11 @@ ctypedef struct InstState:
     int64_t trade_rx
     int64_t line_seq[16]         # MAX_LINES: last depth sequence seen per line
     int64_t last_top             # monotonic ns of the last "top" record
-    uint64_t trade_seen[64]      # TRADE_WORDS: bit (id % 4096) set: trade id was published
     int64_t hb_seq               # OKX: seqId of the last empty heartbeat update published
     int64_t quote_seq[16]        # MAX_LINES; Deribit quote: the last key derived per line
     int64_t bbo_last[4]          # Deribit quote: the last one published, at scale
+    uint64_t trade_seen[64]      # TRADE_WORDS: bit (id % 4096) set: trade id was published
+                                 # (last: 512 bytes, after the fields read per frame)
 
 cdef class Engine:
     cdef readonly str market

@@ -56,20 +56,23 @@ cdef inline bint _trade_seen(InstState *st, int64_t tid) noexcept nogil:
     valid for the ids ``(trade_id - window, trade_id]``.  Moving the newest id forward
     clears the bits of the ids it passes, a word at a time, so a trade costs O(1)
     however far a lagging line is behind."""
-    cdef int64_t d, a, b
-    cdef int lo, hi
+    cdef int64_t d, a, b, w0
+    cdef int lo, hi, i, nw
     cdef uint64_t mask
     if st.trade_id < 0 or tid - st.trade_id >= TRADE_WINDOW_C:
         memset(st.trade_seen, 0, sizeof(st.trade_seen))
     elif tid > st.trade_id:
+        # clear the ids trade_id+1 .. tid: nw + 1 words (a count, so ids near the top of
+        # int64 cannot overflow a running id)
         a = st.trade_id + 1
         b = tid
-        while a <= b:
-            lo = <int>(a & 63)
-            hi = <int>(b & 63) if (a >> 6) == (b >> 6) else 63
+        w0 = a >> 6
+        nw = <int>((b >> 6) - w0)
+        for i in range(nw + 1):
+            lo = <int>(a & 63) if i == 0 else 0
+            hi = <int>(b & 63) if i == nw else 63
             mask = ((~(<uint64_t>0)) >> (63 - hi)) & ((~(<uint64_t>0)) << lo)
-            st.trade_seen[(a >> 6) & (TRADE_WORDS - 1)] &= ~mask
-            a = (a | 63) + 1
+            st.trade_seen[(w0 + i) & (TRADE_WORDS - 1)] &= ~mask
     else:
         d = st.trade_id - tid
         if d >= TRADE_WINDOW_C:

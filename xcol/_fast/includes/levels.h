@@ -6,16 +6,17 @@
  * level a byte at a time (about a hundred instructions); xcol_shape_level instead checks
  * a whole level against the shape of the last one the loop read, with one 32-byte
  * compare (every digit position a digit, every other byte exactly the shape's), and
- * then gathers both numbers' digits into one 16-byte register and sums them with four
- * multiply-add steps: about thirty instructions and no branch on the digits.  A level
+ * then gathers both numbers' digits into one 16-byte register and sums them with three
+ * multiply-adds and a pack: about thirty instructions and no branch on the digits.  A level
  * of another shape is refused (0) and read by the byte loop, which then teaches its
  * shape here (xcol_shape_learn), so the values are always the byte loop's.  The decoder
  * keeps two shapes (the usual one and the last other one), so a stream whose sizes are
  * now and then ``dd.ddd`` does not relearn its usual shape after every such level.
  *
  * Shapes are learnt only for numbers of 1-8 integer and 0-8 fraction digits, at most 8
- * digits in all, and levels of at most 32 bytes.  Loads read 32 bytes from the level's
- * '[' and 16 from each number: the buffer must be padded (the decoder's frame copy is).
+ * digits in all, so a level has at most 2 + 9 + 3 + 9 + 2 = 25 bytes.  Loads read 32
+ * bytes from the level's '[' and 16 from each number: the buffer must be padded (the
+ * decoder's frame copy is).
  * Without AVX2 nothing is learnt and every level goes to the byte loop. */
 #ifndef XCOL_LEVELS_H
 #define XCOL_LEVELS_H
@@ -57,7 +58,7 @@ static inline void xcol_shape_learn(xcol_shape *s, int pi, int pf, int qi, int q
     const int pl = pi + (pf ? pf + 1 : 0), ql = qi + (qf ? qf + 1 : 0);
     const int len = 2 + pl + 3 + ql + 2;
     int at = 0;
-    if (pi < 1 || qi < 1 || pi + pf > 8 || qi + qf > 8 || len > 32) {
+    if (pi < 1 || qi < 1 || pi + pf > 8 || qi + qf > 8) {
         s->len = 0;
         return;
     }
@@ -81,7 +82,7 @@ static inline void xcol_shape_learn(xcol_shape *s, int pi, int pf, int qi, int q
     xcol__gather(s->ctl, 0, pi, pf);
     xcol__gather(s->ctlq, 8, qi, qf);
     s->len = len;
-    s->mask = len == 32 ? 0xFFFFFFFFu : (1u << len) - 1u;
+    s->mask = (1u << len) - 1u;          /* len <= 25 */
     s->pdec = (int8_t)pf;
     s->qdec = (int8_t)qf;
     s->plen = (uint8_t)pl;
