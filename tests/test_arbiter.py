@@ -308,14 +308,18 @@ def test_bbo_and_trade_records_repeat_the_source(fast: bool) -> None:
     assert not src and checked["bbo"] > 10_000 and checked["trade"] > 2_000, checked
 
 
-@pytest.mark.parametrize("fast", [True, False])
+@pytest.mark.parametrize("fast, spaced", [(True, False), (False, False), (True, True)],
+                         ids=["scanner", "simdjson", "spaced"])
 @pytest.mark.corpus
-def test_book_records_carry_the_exchange_text(fast: bool) -> None:
+def test_book_records_carry_the_exchange_text(fast: bool, spaced: bool) -> None:
     """Book records repeat each level's price and size exactly as the frame wrote them,
-    whether copied from the frame (fast scanner, simdjson) or re-formatted from the
-    mantissa after being held for reordering."""
+    whether copied from the frame (fast scanner, simdjson; a compact level in one piece,
+    a level with blanks, ``spaced``, text by text) or re-formatted from the mantissa
+    after being held for reordering."""
     snap, stream = usdm_stream()
     depth = [f for f in stream if b"depthUpdate" in f[:80]][:1500]
+    if spaced:
+        depth = [json.dumps(json.loads(f)).encode() for f in depth]
     e = Engine("binance-usdm")
     e.add_instrument("BTCUSDT", 2, 3)
     e.decoder.fast = fast

@@ -876,11 +876,21 @@ cdef class Engine:
                 if self.out_len + need > self.out_cap and self._ensure(need) < 0:
                     return
                 o = self.out + self.out_len
-                o = w_lit(o, b',["', 3) if i else w_lit(o, b'["', 2)
-                o = w_text(o, lv[i].ptxt, lv[i].plen)
-                o = w_lit(o, b'","', 3)
-                o = w_text(o, lv[i].qtxt, lv[i].qlen)
-                o = w_lit(o, b'"]', 2)
+                if i:
+                    o[0] = b','
+                    o += 1
+                if lv[i].qtxt == lv[i].ptxt + lv[i].plen + 3 and lv[i].ptxt[-2] == b'[':
+                    # the texts sit in the frame as ``["px","qty"`` (the quotes around
+                    # each are the tokens', the comma JSON's): that span, in one copy
+                    o = w_text(o, lv[i].ptxt - 2, lv[i].plen + lv[i].qlen + 6)
+                    o[0] = b']'
+                    o += 1
+                else:
+                    o = w_lit(o, b'["', 2)
+                    o = w_text(o, lv[i].ptxt, lv[i].plen)
+                    o = w_lit(o, b'","', 3)
+                    o = w_text(o, lv[i].qtxt, lv[i].qlen)
+                    o = w_lit(o, b'"]', 2)
                 self.out_len = <size_t>(o - self.out)
                 continue
             if i:
