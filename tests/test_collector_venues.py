@@ -21,10 +21,10 @@ from __future__ import annotations
 import asyncio
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
 
 import pytest
 from e2ehelp import (
+    Record,
     Rig,
     assert_contiguous,
     assert_counters,
@@ -149,6 +149,39 @@ def test_deribit_books_trades_and_test_request_answered(tmp_path: Path) -> None:
     run(body())
 
 
+QUOTE_FIELDS = ("bid", "bid_qty", "ask", "ask_qty")
+
+
+def quote_run(tmp_path: Path, exchange: str, *, once: bool = True,
+              ) -> dict[str, tuple[list[Record], tuple[Decimal, ...]]]:
+    """Two lines for 1.5 s with the ``bbo`` channel: per instrument, its bbo records (at
+    least 20, sequences increasing) and the simulator's final top.  The run is clean, the
+    books exact, and the slow line's copies counted as duplicates, not published."""
+    out: dict[str, tuple[list[Record], tuple[Decimal, ...]]] = {}
+
+    async def body() -> None:
+        async with Rig(sim_cfg(exchange, rate=200.0), tmp_path) as rig:
+            await rig.wait_synced()
+            await asyncio.sleep(1.5)
+            await rig.stop()
+            check_clean(rig)
+            assert_output_exact(rig, once=once)
+            recs = read_records(rig.out)
+            for inst in rig.sim.instruments:
+                bbo = [r for r in recs if r["type"] == "bbo" and r["symbol"] == inst]
+                assert len(bbo) > 20, (inst, len(bbo))
+                seqs = [r["seq"] for r in bbo]
+                assert seqs == sorted(set(seqs)), f"{inst}: bbo seq not increasing"
+                top = rig.sim.top(inst)
+                assert top is not None
+                out[inst] = (bbo, tuple(Decimal(str(x)) for x in top))
+            dups = sum(c["duplicates"] for c in rig.col.stats()["connections"])
+            assert dups > 0
+
+    run(body())
+    return out
+
+
 def test_deribit_quotes_become_bbo_records_once_each(tmp_path: Path,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     """Every quote the simulator sends after the subscription is published once, in order,
@@ -163,32 +196,13 @@ def test_deribit_quotes_become_bbo_records_once_each(tmp_path: Path,
         return evs
 
     monkeypatch.setattr(DeribitFeed, "quote_events", record)
-
-    async def body() -> None:
-        async with Rig(sim_cfg("deribit", rate=200.0), tmp_path) as rig:
-            await rig.wait_synced()
-            await asyncio.sleep(1.5)
-            await rig.stop()
-            check_clean(rig)
-            assert_output_exact(rig)
-            recs = read_records(rig.out)
-            for inst in rig.sim.instruments:
-                bbo: list[dict[str, Any]] = [r for r in recs if r["type"] == "bbo"
-                                             and r["symbol"] == inst]
-                assert len(bbo) > 20, (inst, len(bbo))
-                seqs = [r["seq"] for r in bbo]
-                assert seqs == sorted(set(seqs)), f"{inst}: bbo seq not increasing"
-                assert all(r["seq"] // 1000 == r["ts_exchange"] for r in bbo)
-                got = [tuple(Decimal(r[k]) for k in ("bid", "bid_qty", "ask", "ask_qty"))
-                       for r in bbo]
-                # the records are the tail of what the simulator sent: nothing lost,
-                # nothing repeated, nothing reordered
-                assert got == sent[inst][-len(got):], inst
-                assert got[-1] == tuple(Decimal(str(x)) for x in rig.sim.top(inst) or ())
-            dups = sum(c["duplicates"] for c in rig.col.stats()["connections"])
-            assert dups > 0  # the slow line's copies were counted, not published
-
-    run(body())
+    for inst, (bbo, top) in quote_run(tmp_path, "deribit").items():
+        assert all(r["seq"] // 1000 == r["ts_exchange"] for r in bbo)
+        got = [tuple(Decimal(r[k]) for k in QUOTE_FIELDS) for r in bbo]
+        # the records are the tail of what the simulator sent: nothing lost, nothing
+        # repeated, nothing reordered
+        assert got == sent[inst][-len(got):], inst
+        assert got[-1] == top
 
 
 def test_okx_bbo_tbt_becomes_bbo_records_once_each(tmp_path: Path,
@@ -208,28 +222,10 @@ def test_okx_bbo_tbt_becomes_bbo_records_once_each(tmp_path: Path,
         return evs
 
     monkeypatch.setattr(OkxFeed, "bbo_events", record)
-
-    async def body() -> None:
-        async with Rig(sim_cfg("okx", rate=200.0), tmp_path) as rig:
-            await rig.wait_synced()
-            await asyncio.sleep(1.5)
-            await rig.stop()
-            check_clean(rig)
-            assert_output_exact(rig, once=False)
-            recs = read_records(rig.out)
-            for inst in rig.sim.instruments:
-                bbo = [r for r in recs if r["type"] == "bbo" and r["symbol"] == inst]
-                assert len(bbo) > 20, (inst, len(bbo))
-                got = [(r["seq"], tuple(Decimal(r[k]) for k in ("bid", "bid_qty", "ask",
-                                                                 "ask_qty"))) for r in bbo]
-                assert [g[0] for g in got] == sorted({g[0] for g in got}), inst
-                # the first is the subscription's push of the top as it then was; the
-                # rest are the tail of what the simulator pushed since: nothing lost,
-                # nothing repeated, nothing reordered
-                assert got[1:] == sent[inst][-(len(got) - 1):], inst
-                top = rig.sim.top(inst)
-                assert top is not None and got[-1][1] == tuple(Decimal(x) for x in top)
-            dups = sum(c["duplicates"] for c in rig.col.stats()["connections"])
-            assert dups > 0  # the slow line's copies were counted, not published
-
-    run(body())
+    for inst, (bbo, top) in quote_run(tmp_path, "okx", once=False).items():
+        got = [(r["seq"], tuple(Decimal(r[k]) for k in QUOTE_FIELDS)) for r in bbo]
+        # the first is the subscription's push of the top as it then was; the rest are
+        # the tail of what the simulator pushed since: nothing lost, nothing repeated,
+        # nothing reordered
+        assert got[1:] == sent[inst][-(len(got) - 1):], inst
+        assert got[-1][1] == top

@@ -52,33 +52,33 @@ static inline void xcol__gather(uint8_t *ctl, int lo, int ni, int nf) {
     }
 }
 
+/* A number's place in a template: ni digits ('0'), then the dot and nf digits when nf
+ * is not 0; returns where the template goes on. */
+static inline int xcol__digits(uint8_t *t, int at, int ni, int nf) {
+    const int n = ni + (nf ? nf + 1 : 0);
+    memset(t + at, '0', (size_t)n);
+    if (nf)
+        t[at + ni] = '.';
+    return at + n;
+}
+
 /* Remember the shape of a level the byte loop read: its numbers' integer and fraction
  * digits.  A shape that xcol_shape_level cannot take is forgotten instead. */
 static inline void xcol_shape_learn(xcol_shape *s, int pi, int pf, int qi, int qf) {
     const int pl = pi + (pf ? pf + 1 : 0), ql = qi + (qf ? qf + 1 : 0);
     const int len = 2 + pl + 3 + ql + 2;
-    int at = 0;
+    int at;
     if (pi < 1 || qi < 1 || pi + pf > 8 || qi + qf > 8) {
         s->len = 0;
         return;
     }
     memset(s->tmpl, 0, sizeof(s->tmpl));
-    s->tmpl[at++] = '[';
-    s->tmpl[at++] = '"';
-    memset(s->tmpl + at, '0', (size_t)pl);
-    if (pf)
-        s->tmpl[at + pi] = '.';
-    at += pl;
-    s->tmpl[at++] = '"';
-    s->tmpl[at++] = ',';
-    s->tmpl[at++] = '"';
-    s->qoff = at;
-    memset(s->tmpl + at, '0', (size_t)ql);
-    if (qf)
-        s->tmpl[at + qi] = '.';
-    at += ql;
-    s->tmpl[at++] = '"';
-    s->tmpl[at++] = ']';
+    memcpy(s->tmpl, "[\"", 2);
+    at = xcol__digits(s->tmpl, 2, pi, pf);
+    memcpy(s->tmpl + at, "\",\"", 3);
+    s->qoff = at + 3;
+    at = xcol__digits(s->tmpl, at + 3, qi, qf);
+    memcpy(s->tmpl + at, "\"]", 2);
     xcol__gather(s->ctl, 0, pi, pf);
     xcol__gather(s->ctlq, 8, qi, qf);
     s->len = len;
