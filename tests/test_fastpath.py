@@ -276,12 +276,42 @@ def test_level_shapes_are_learnt_and_both_kept(levels: list[tuple[bytes, bytes]]
     assert [b[:4] for b in dec.event()["bids"]] == _want(levels)
     assert dec.level_texts()[0] == levels
     # the bids' first level of each shape is read byte by byte, as is the asks' one
-    # level, of a third shape, which then takes the second slot
+    # level, of a third shape, which takes a third slot
     n = len(levels)
     assert dec.shape_levels == (n - 2 if SHAPE_LEVELS else 0)
-    # the shapes outlive the frame: the next time only the other shape is relearnt
+    # the shapes outlive the frame: the next time every level is read by its shape
     assert dec.decode_frame(frame) >= 0
-    assert dec.shape_levels == ((n - 2) + (n - 1) if SHAPE_LEVELS else 0)
+    assert dec.shape_levels == ((n - 2) + (n + 1) if SHAPE_LEVELS else 0)
+
+
+def test_a_stream_of_many_level_shapes_learns_each_once() -> None:
+    """Six shape pairs interleaved at random, as in a real stream's prices and sizes
+    (``ddddd.dd``/``dddd.dd`` with ``d.ddd``/``dd.ddd``/``ddd.ddd``): each is read byte
+    by byte once, then always by its shape, and the values are the byte loop's."""
+    rnd = random.Random(5)
+    pairs = [((5, 2), (1, 3)), ((5, 2), (2, 3)), ((4, 2), (1, 3)), ((4, 2), (3, 3)),
+             ((5, 2), (3, 3)), ((3, 2), (2, 3))]
+
+    def num(i: int, f: int) -> bytes:
+        d = "".join(rnd.choice("123456789") for _ in range(i + f))
+        return (d[:i] + "." + d[i:]).encode()
+
+    fast, slow = Decoder("binance"), Decoder("binance")
+    slow.fast = False
+    slow.shapes = False
+    total = 0
+    for _ in range(20):
+        levels = [(num(*p), num(*q)) for p, q in (rnd.choice(pairs) for _ in range(40))]
+        frame = _bids_frame(levels)
+        rf, rs = fast.decode_frame(frame), slow.decode_frame(frame)
+        assert rf == rs == 1, frame
+        assert fast.event() == slow.event() and texts(fast, rf) == texts(slow, rs)
+        total += len(levels) + 1        # and the asks' one level
+    # the asks' level is a seventh shape; every shape is read byte by byte once
+    if SHAPE_LEVELS:
+        assert fast.shape_levels == total - 7
+    else:
+        assert fast.shape_levels == 0
 
 
 # ------------------------------------------------------------------------------ OKX

@@ -7,7 +7,7 @@ from xcol._fast.event cimport Event, Level, Trade
 from xcol._fast.includes.simdjson cimport Parser, Document, Value
 
 cdef extern from "levels.h" nogil:
-    ctypedef struct xcol_shape:     # the last level shape the byte loop read
+    ctypedef struct xcol_shape:     # a level shape the byte loop read
         int len
         int qoff
         int8_t pdec
@@ -24,6 +24,9 @@ cdef enum DecodeErr:
     DE_TOO_LARGE = 5     # frame above the configured maximum size
     DE_NO_MEMORY = 6
     N_DECODE_ERRORS = 7
+
+cdef enum:
+    SHAPE_SLOTS = 8      # level shapes a decoder keeps (levels.h)
 
 cdef enum Venue:
     VENUE_BINANCE = 0
@@ -48,8 +51,8 @@ cdef class Decoder:
     cdef readonly long long fast_frames
     cdef public bint shapes     # read levels of a known shape by comparison (levels.h)
     cdef readonly long long shape_levels   # levels read that way
-    cdef xcol_shape shape[2]    # the level shapes: the usual one, then the other
-    cdef int shape_first        # which of shape[] is tried first
+    cdef xcol_shape shape[SHAPE_SLOTS]  # level shapes the byte loop read, the usual one first
+    cdef int nshapes            # slots of shape[] in use
 
     cdef int decode(self, const char *data, size_t n) noexcept
     cdef void _reset_event(self) noexcept

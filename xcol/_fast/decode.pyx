@@ -454,10 +454,13 @@ cdef class Decoder:
         cdef Level *buf = self.bid_buf if is_bid else self.ask_buf
         cdef int cap = self.bid_cap if is_bid else self.ask_cap
         cdef int cnt = ev.nbids if is_bid else ev.nasks
-        cdef xcol_shape *sh = &self.shape[self.shape_first]
-        cdef xcol_shape *sh2 = &self.shape[self.shape_first ^ 1]
+        cdef xcol_shape *sh = &self.shape[0]
         cdef xcol_shape *hit
-        cdef int run2 = 0
+        cdef xcol_shape tmp
+        cdef int j, k
+        cdef int nsh = self.nshapes
+        cdef int last_j = 0
+        cdef int run = 0
         cdef long long hits = 0
         cdef bint use_shapes = self.shapes
         cdef const char *q
@@ -485,17 +488,25 @@ cdef class Decoder:
             hit = sh
             q = xcol_shape_level(sh, p, &lv.px, &lv.qty) if use_shapes else NULL
             if q == NULL and use_shapes:
-                hit = sh2
-                q = xcol_shape_level(sh2, p, &lv.px, &lv.qty)
-                if q != NULL:
-                    run2 += 1
-                    if run2 >= 4:
-                        # the other shape keeps coming: try it first from now on
-                        sh, sh2 = sh2, sh
-                        self.shape_first ^= 1
-                        run2 = 0
+                # the other shapes, the more frequent ones first: a shape that hits
+                # moves one place up, and one that hits 4 times running becomes the
+                # usual one
+                for j in range(1, nsh):
+                    q = xcol_shape_level(&self.shape[j], p, &lv.px, &lv.qty)
+                    if q != NULL:
+                        run = run + 1 if j == last_j else 1
+                        k = 0 if run >= 4 else (j - 1 if j > 1 else j)
+                        if k != j:
+                            tmp = self.shape[j]
+                            self.shape[j] = self.shape[k]
+                            self.shape[k] = tmp
+                        hit = &self.shape[k]
+                        last_j = k
+                        if k == 0:
+                            run = 0
+                        break
             else:
-                run2 = 0
+                run = 0
             if q != NULL:
                 # a level of a shape the byte loop below read before (levels.h)
                 hits += 1
@@ -538,12 +549,16 @@ cdef class Decoder:
                     break
                 p += 1
                 if XCOL_SHAPE_LEVELS and use_shapes and not extra:
-                    # a shape neither knows: the first one learnt, later ones replace
-                    # the second
-                    run2 = 0
-                    xcol_shape_learn(sh2 if sh.len else sh,
+                    # a shape none knows: it takes a free slot, or the last (least
+                    # used) one when all are taken
+                    run = 0
+                    j = nsh if nsh < SHAPE_SLOTS else SHAPE_SLOTS - 1
+                    xcol_shape_learn(&self.shape[j],
                                      lv.plen - lv.pdec - (lv.pdec > 0), lv.pdec,
                                      lv.qlen - lv.qdec - (lv.qdec > 0), lv.qdec)
+                    if j == nsh and self.shape[j].len:
+                        nsh += 1
+                        self.nshapes = nsh
             lv.flag = LV_SET
             cnt += 1
             if p[0] == b',':

@@ -10,8 +10,9 @@
  * multiply-adds and a pack: about thirty instructions and no branch on the digits.  A level
  * of another shape is refused (0) and read by the byte loop, which then teaches its
  * shape here (xcol_shape_learn), so the values are always the byte loop's.  The decoder
- * keeps two shapes (the usual one and the last other one), so a stream whose sizes are
- * now and then ``dd.ddd`` does not relearn its usual shape after every such level.
+ * keeps up to eight shapes, the usual one first and the others in order of use (the
+ * capture has six price/size pairs: ``ddddd.dd`` or ``dddd.dd`` with ``d.ddd``,
+ * ``dd.ddd`` or ``ddd.ddd``), so each is learnt once rather than after every change.
  *
  * Shapes are learnt only for numbers of 1-8 integer and 0-8 fraction digits, at most 8
  * digits in all, so a level has at most 2 + 9 + 3 + 9 + 2 = 25 bytes.  Loads read 32
