@@ -63,6 +63,7 @@ cdef class Decoder:
     cdef int _binance(self) noexcept
     cdef void _bn_init(self) noexcept
     cdef int _binance_finish(self) noexcept
+    cdef int _bn_depth(self, size_t n) noexcept
     cdef int _bn_fast(self, size_t n) noexcept
     cdef int _okx_fast(self, size_t n) noexcept
     cdef const char *_okx_fast_item(self, const char *p) noexcept

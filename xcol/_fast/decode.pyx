@@ -392,6 +392,10 @@ cdef class Decoder:
                 return ev.kind
             self._reset_event()
         if self.venue == VENUE_BINANCE and self.fast:
+            if self._bn_depth(n):
+                self.fast_frames += 1
+                return EV_DEPTH
+            self._reset_event()
             if self._bn_fast(n):
                 self.fast_frames += 1
                 if ev.kind == EV_CONTROL or ev.kind == EV_IGNORED:
@@ -910,6 +914,85 @@ cdef class Decoder:
             if p == NULL:
                 return NULL
         return p
+
+    cdef int _bn_depth(self, size_t n) noexcept:
+        """1 if the frame is a ``depthUpdate`` with its members in the order Binance
+        writes them (spot, USD-M and COIN-M; combined-stream wrapper or bare) and was
+        read; 0 to let the general scanner read it (any other layout, message or byte).
+
+        Each member's key and punctuation is matched as one literal, so the header
+        costs a handful of compares and the integer reads rather than a walk of
+        keys; the values are read by the same scanners as in the general walk."""
+        cdef Event *ev = &self.ev
+        cdef const char *p = self.buf
+        cdef const char *q
+        cdef bint wrapped = False
+        cdef int64_t x
+        if memcmp(p, b'{"stream":"', 11) == 0:
+            q = xcol_str16(p + 10)
+            if q == NULL or stream_kind(p + 11, <size_t>(q - p - 12)) != BK_DEPTH:
+                return 0
+            if memcmp(q, b',"data":{', 9) != 0:
+                return 0
+            p = q + 9
+            wrapped = True
+        elif p[0] == b'{':
+            p += 1
+        else:
+            return 0
+        if memcmp(p, b'"e":"depthUpdate","E":', 22) != 0:
+            return 0
+        p = fast_int(p + 22, &ev.exch_ts)
+        if p == NULL:
+            return 0
+        if memcmp(p, b',"T":', 5) == 0:       # futures: the transaction time
+            p = fast_int(p + 5, &x)
+            if p == NULL:
+                return 0
+        if memcmp(p, b',"s":"', 6) != 0:
+            return 0
+        q = xcol_str16(p + 5)
+        if q == NULL or q - p <= 7:
+            return 0
+        ev.sym = p + 6
+        ev.sym_len = <int>(q - p - 7)
+        p = q
+        if memcmp(p, b',"ps":"', 7) == 0:     # COIN-M: the pair
+            p = xcol_str16(p + 6)
+            if p == NULL:
+                return 0
+        if memcmp(p, b',"U":', 5) != 0:
+            return 0
+        p = fast_int(p + 5, &ev.first_seq)
+        if p == NULL or ev.first_seq == 0 or memcmp(p, b',"u":', 5) != 0:
+            return 0
+        p = fast_int(p + 5, &ev.seq)
+        if p == NULL:
+            return 0
+        ev.has_seq = True
+        if memcmp(p, b',"pu":', 6) == 0:      # futures: the previous update's u
+            p = fast_int(p + 6, &ev.prev_seq)
+            if p == NULL:
+                return 0
+            ev.has_prev = True
+        if memcmp(p, b',"b":[', 6) != 0:
+            return 0
+        p = self._scan_levels(p + 5, True)
+        if p == NULL or memcmp(p, b',"a":[', 6) != 0:
+            return 0
+        p = self._scan_levels(p + 5, False)
+        if p == NULL or p[0] != b'}':
+            return 0
+        p += 1
+        if wrapped:
+            if p[0] != b'}':
+                return 0
+            p += 1
+        if p != self.buf + n:
+            return 0
+        ev.kind = EV_DEPTH
+        ev.channel = CH_BOOK
+        return 1
 
     cdef int _bn_fast(self, size_t n) noexcept:
         """1 if the frame was decoded by the scanner, 0 to use simdjson."""
