@@ -461,6 +461,113 @@ cdef inline int side_set(Side *s, int64_t key, int64_t qty, int8_t pdec, int8_t 
     return bi
 
 
+ctypedef struct LadderRun:
+    # A side's ladder fields, held in locals while a run of levels is applied (a store
+    # into a page may alias any field read through the Side, which would then be
+    # reloaded after every level)
+    uint64_t *lbits
+    Page **pages
+    double ginv
+    int64_t g
+    int64_t lo
+    int lw
+    int ltop
+    int dn                    # levels added (deleted: negative) so far
+
+
+cdef inline int ladder_run(LadderRun *r, const Level *lv, int i, int n,
+                           int64_t sign) noexcept nogil:
+    """Apply levels ``i``, ``i + 1``, ... while each is the ladder's common case (its
+    slot's page is in use and stays so, and it does not empty the top slot); returns
+    the index of the first level that is not (``n`` when all were)."""
+    cdef uint64_t *lbits = r.lbits
+    cdef Page **pages = r.pages
+    cdef double ginv = r.ginv
+    cdef int64_t g = r.g
+    cdef int64_t lo = r.lo
+    cdef int lw = r.lw
+    cdef int ltop = r.ltop
+    cdef int dn = r.dn
+    cdef int64_t key, qty, idx, slot
+    cdef double x
+    cdef uint64_t m, bit, nm
+    cdef Page *pg
+    cdef int j
+    cdef bint is_set
+    while i < n:
+        key = lv[i].px * sign
+        x = <double>key * ginv
+        if not (-4.0e18 < x < 4.0e18):
+            break
+        idx = <int64_t>(x + 0.5) if x >= 0 else -<int64_t>(0.5 - x)
+        slot = idx - lo
+        if slot < 0 or slot >= lw or idx * g != key:
+            break
+        qty = lv[i].qty
+        is_set = qty != 0
+        m = lbits[slot >> 6]
+        pg = pages[slot >> 6]
+        j = <int>(slot & 63)
+        bit = (<uint64_t>1) << j
+        # set or clear by arithmetic: whether an update sets or deletes is as good as
+        # random, a branch on it would be mispredicted half the time
+        nm = (m & ~bit) | (bit & (<uint64_t>0 - <uint64_t>is_set))
+        if pg == NULL or nm == 0 or (slot == ltop and not is_set):
+            break
+        lbits[slot >> 6] = nm
+        dn += <int>is_set - <int>((m >> j) & 1)
+        pg.s[j].q = qty
+        pg.s[j].pdec = lv[i].pdec
+        pg.s[j].qdec = lv[i].qdec
+        if slot > ltop and is_set:
+            ltop = <int>slot
+        i += 1
+    r.ltop = ltop
+    r.dn = dn
+    return i
+
+
+cdef int side_apply(Side *s, const Level *lv, int n, int64_t sign) noexcept nogil:
+    """Set or delete ``n`` levels of one side (``sign`` -1 for asks: keys are minus the
+    price); 0, or -1 on no memory.  Runs of the ladder's common case go through
+    ladder_run; the levels between them through ladder_put or side_set."""
+    cdef LadderRun r
+    cdef int i = 0
+    cdef int slot
+    cdef int hint = s.nb - 1 if s.nb else 0
+    cdef int64_t key
+    r.lbits = s.lbits
+    r.pages = s.pages
+    r.ginv = s.ginv
+    r.g = s.g
+    r.lo = s.lo
+    r.lw = s.lw
+    r.ltop = s.ltop
+    r.dn = 0
+    while True:
+        if r.lw:
+            i = ladder_run(&r, lv, i, n, sign)
+        if i >= n:
+            break
+        # one level of the other cases, with the side's fields written back
+        s.ltop = r.ltop
+        key = lv[i].px * sign
+        slot = ladder_slot(s, key)
+        if slot >= 0:
+            if ladder_put(s, slot, lv[i].qty, lv[i].pdec, lv[i].qdec) < 0:
+                break
+        else:
+            hint = side_set(s, key, lv[i].qty, lv[i].pdec, lv[i].qdec, hint)
+            if hint < 0:
+                break
+        r.ltop = s.ltop
+        i += 1
+    s.ltop = r.ltop
+    s.ln += r.dn
+    s.n += r.dn
+    return 0 if i >= n else -1
+
+
 cdef inline bint side_has(const Side *s, int64_t key) noexcept nogil:
     cdef int bi
     cdef int i = ladder_slot(s, key)
@@ -922,31 +1029,9 @@ cdef class Book:
         return 0
 
     cdef int _apply_levels(self, Level *bids, int nb, Level *asks, int na) noexcept:
-        cdef int i, slot
-        cdef int hint = self.bids.nb - 1 if self.bids.nb else 0
-        # A level in the ladder is set right here (inlined); only the others go
-        # through side_set, which looks the slot up again and then searches the blocks.
-        for i in range(nb):
-            slot = ladder_slot(&self.bids, bids[i].px)
-            if slot >= 0:
-                if ladder_put(&self.bids, slot, bids[i].qty, bids[i].pdec, bids[i].qdec) < 0:
-                    return -1
-                continue
-            hint = side_set(&self.bids, bids[i].px, bids[i].qty, bids[i].pdec,
-                            bids[i].qdec, hint)
-            if hint < 0:
-                return -1
-        hint = self.asks.nb - 1 if self.asks.nb else 0
-        for i in range(na):
-            slot = ladder_slot(&self.asks, -asks[i].px)
-            if slot >= 0:
-                if ladder_put(&self.asks, slot, asks[i].qty, asks[i].pdec, asks[i].qdec) < 0:
-                    return -1
-                continue
-            hint = side_set(&self.asks, -asks[i].px, asks[i].qty, asks[i].pdec,
-                            asks[i].qdec, hint)
-            if hint < 0:
-                return -1
+        cdef int i
+        if side_apply(&self.bids, bids, nb, 1) < 0 or side_apply(&self.asks, asks, na, -1) < 0:
+            return -1
         if self.crc_on and self.top_ok:
             for i in range(nb):
                 if top_apply(&self.tops[0], bids[i].px, &bids[i], self.price_scale,
