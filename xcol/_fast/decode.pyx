@@ -36,6 +36,8 @@ cdef extern from "levels.h" nogil:
     void xcol_shape_learn(xcol_shape *s, int pi, int pf, int qi, int qf)
     const char *xcol_shape_level(const xcol_shape *s, const char *p, int64_t *px,
                                  int64_t *qty)
+    int xcol_shape_run(const xcol_shape *s, const char *p, const char **end, Level *out,
+                       int room)
 
 
 DEFAULT_MAX_FRAME = 16 * 1024 * 1024
@@ -473,6 +475,27 @@ cdef class Decoder:
         if p[0] == b']':
             return p + 1
         while True:
+            if use_shapes:
+                # a run of levels of the usual shape, read in one C loop (levels.h)
+                k = xcol_shape_run(sh, p, &p, &buf[cnt], cap - cnt)
+                if k:
+                    cnt += k
+                    hits += k
+                    run = 0
+                    if p[-1] == b']':
+                        # stopped after a level: at its separator
+                        if p[0] == b',':
+                            p += 1
+                            continue        # no room was left: grown below
+                        if p[0] == b']':
+                            if is_bid:
+                                ev.nbids = cnt
+                            else:
+                                ev.nasks = cnt
+                            self.shape_levels += hits
+                            return p + 1
+                        break
+                # else at the '[' of a level of another shape
             if p[0] != b'[' or p[1] != b'"':
                 break
             if cnt == cap:

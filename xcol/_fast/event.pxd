@@ -26,16 +26,17 @@ cdef enum LevelFlag:
     LV_SET = 0
     LV_DELETE = 1        # Deribit "delete" (size forced to zero)
 
-ctypedef struct Level:
-    int64_t px           # mantissa exactly as written
-    int64_t qty
-    const char *ptxt     # the exchange's own price text (inside the frame, valid while
-    const char *qtxt     # the frame is being fed; NULL when not available or copied)
-    int8_t pdec          # decimals as written
-    int8_t qdec
-    int8_t flag
-    uint8_t plen         # lengths of ptxt / qtxt
-    uint8_t qlen
+cdef extern from "level.h" nogil:
+    ctypedef struct Level "xcol_level":
+        int64_t px           # mantissa exactly as written
+        int64_t qty
+        const char *ptxt     # the exchange's own price text (inside the frame, valid while
+        const char *qtxt     # the frame is being fed; NULL when not available or copied)
+        int8_t pdec          # decimals as written
+        int8_t qdec
+        int8_t flag
+        uint8_t plen         # lengths of ptxt / qtxt
+        uint8_t qlen
 
 ctypedef struct Trade:
     int64_t id

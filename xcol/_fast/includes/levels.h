@@ -23,6 +23,7 @@
 #define XCOL_LEVELS_H
 #include <stdint.h>
 #include <string.h>
+#include "level.h"
 
 typedef struct {
     uint8_t tmpl[32];   /* the level with every digit written as '0' */
@@ -121,6 +122,69 @@ static inline const char *xcol_shape_level(const xcol_shape *s, const char *p, i
     *qty = (int64_t)(r >> 32);
     return p + s->len;
 }
+
+/* Levels of shape s one after another from p (at a level's '['), into out (room for
+ * ``room``): stops at the first level of another shape, or after a level not followed
+ * by ','.  Returns how many were read; *end is where it stopped: just after a level's
+ * ']' (then (*end)[-1] == ']') or at the '[' of a level not read.  The shape is held in
+ * registers for the whole run, and the small fields of a level are written with one
+ * store. */
+static inline int xcol_shape_run(const xcol_shape *s, const char *p, const char **end,
+                                 xcol_level *out, int room) {
+    int k = 0;
+    if (s->len == 0 || room <= 0) {
+        *end = p;
+        return 0;
+    }
+    const __m256i tmpl = _mm256_loadu_si256((const __m256i *)s->tmpl);
+    const __m128i ctl = _mm_loadu_si128((const __m128i *)s->ctl);
+    const __m128i ctlq = _mm_loadu_si128((const __m128i *)s->ctlq);
+    const __m256i zero = _mm256_set1_epi8('0');
+    const __m256i nine = _mm256_set1_epi8(9);
+    const __m128i z = _mm_set1_epi8('0');
+    const __m128i m1 = _mm_setr_epi8(10, 1, 10, 1, 10, 1, 10, 1, 10, 1, 10, 1, 10, 1, 10, 1);
+    const __m128i m2 = _mm_setr_epi16(100, 1, 100, 1, 100, 1, 100, 1);
+    const __m128i m3 = _mm_setr_epi16(10000, 1, 10000, 1, 10000, 1, 10000, 1);
+    const uint32_t mask = s->mask;
+    const int len = s->len, qoff = s->qoff;
+    uint64_t meta = 0;
+    {
+        const int8_t small[5] = {s->pdec, s->qdec, 0 /* LV_SET */, (int8_t)s->plen,
+                                 (int8_t)s->qlen};
+        memcpy(&meta, small, 5);
+    }
+    for (;;) {
+        const __m256i v = _mm256_loadu_si256((const __m256i *)p);
+        const __m256i t = _mm256_sub_epi8(v, zero);
+        const __m256i dig = _mm256_cmpeq_epi8(_mm256_min_epu8(t, nine), t);
+        const __m256i c = _mm256_blendv_epi8(v, zero, dig);
+        const uint32_t eq = (uint32_t)_mm256_movemask_epi8(_mm256_cmpeq_epi8(c, tmpl));
+        if ((eq & mask) != mask)
+            break;
+        __m128i x = _mm_or_si128(
+            _mm_shuffle_epi8(_mm_sub_epi8(_mm_loadu_si128((const __m128i *)(p + 2)), z), ctl),
+            _mm_shuffle_epi8(_mm_sub_epi8(_mm_loadu_si128((const __m128i *)(p + qoff)), z),
+                             ctlq));
+        x = _mm_maddubs_epi16(x, m1);
+        x = _mm_madd_epi16(x, m2);
+        x = _mm_packus_epi32(x, x);
+        x = _mm_madd_epi16(x, m3);
+        const uint64_t r = (uint64_t)_mm_cvtsi128_si64(x);
+        xcol_level *lv = out + k;
+        lv->px = (int64_t)(r & 0xFFFFFFFFu);
+        lv->qty = (int64_t)(r >> 32);
+        lv->ptxt = p + 2;
+        lv->qtxt = p + qoff;
+        memcpy(&lv->pdec, &meta, 8);
+        k++;
+        p += len;
+        if (*p != ',' || k == room)
+            break;
+        p++;
+    }
+    *end = p;
+    return k;
+}
 #else
 #define XCOL_SHAPE_LEVELS 0
 static inline void xcol_shape_learn(xcol_shape *s, int pi, int pf, int qi, int qf) {
@@ -130,6 +194,12 @@ static inline void xcol_shape_learn(xcol_shape *s, int pi, int pf, int qi, int q
 static inline const char *xcol_shape_level(const xcol_shape *s, const char *p, int64_t *px,
                                            int64_t *qty) {
     (void)s; (void)p; (void)px; (void)qty;
+    return 0;
+}
+static inline int xcol_shape_run(const xcol_shape *s, const char *p, const char **end,
+                                 xcol_level *out, int room) {
+    (void)s; (void)out; (void)room;
+    *end = p;
     return 0;
 }
 #endif
