@@ -58,6 +58,10 @@ DEBUG = bool(XCOL_DEBUG)
 """True in a debug build (``XCOL_DEBUG=1``): bounds checks on, and every book checks
 its invariants after each change (a broken one aborts with a message)."""
 
+cdef extern from "search.h" nogil:
+    int xcol_count_below(const int64_t *k, int n, int64_t key)
+    int xcol_count_upto(const int64_t *k, int n, int64_t key)
+
 cdef extern from "crc32.h":
     int XCOL_CRC32_FOLD
     uint32_t xcol_crc32_fold(uint32_t crc, const uint8_t *p, size_t n) nogil
@@ -326,7 +330,8 @@ cdef int ladder_alloc(Side *s, int w) noexcept nogil:
 @cython.boundscheck(False)
 @cython.wraparound(False)
 cdef inline int find_blk(const Side *s, int64_t key, int hint) noexcept nogil:
-    """Last block whose first key is <= key (0 if none), galloping from hint."""
+    """Last block whose first key is <= key (0 if none): the hint when it is that
+    block, else by counting (a directory of up to 256 blocks) or galloping from it."""
     cdef const int64_t *f = s.first
     cdef int nb = s.nb
     cdef int lo, hi, mid, step
@@ -334,6 +339,11 @@ cdef inline int find_blk(const Side *s, int64_t key, int hint) noexcept nogil:
         hint = nb - 1
     if hint < 0:
         hint = 0
+    if f[hint] <= key and (hint + 1 >= nb or f[hint + 1] > key):
+        return hint
+    if nb <= 256:
+        lo = xcol_count_upto(f, nb, key) - 1
+        return lo if lo > 0 else 0
     if f[hint] <= key:
         lo = hint
         hi = hint + 1
@@ -366,17 +376,8 @@ cdef inline int find_blk(const Side *s, int64_t key, int hint) noexcept nogil:
 @cython.boundscheck(False)
 @cython.wraparound(False)
 cdef inline int blk_lb(const Blk *b, int64_t key) noexcept nogil:
-    """Index of the first key >= ``key`` (branch-free lower bound)."""
-    cdef int lo = 0
-    cdef int n = b.n
-    cdef int half
-    if n == 0:
-        return 0
-    while n > 1:
-        half = n >> 1
-        lo = lo + half if b.k[lo + half] < key else lo
-        n -= half
-    return lo + (b.k[lo] < key)
+    """Index of the first key >= ``key``: the number of keys below it (search.h)."""
+    return xcol_count_below(b.k, b.n, key)
 
 
 cdef inline void blk_shift(Blk *b, int dst, int src, int count) noexcept nogil:
