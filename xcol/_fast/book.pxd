@@ -123,6 +123,9 @@ cdef class Book:
     cdef readonly int mode
     cdef readonly int price_scale
     cdef readonly int qty_scale
+    cdef int64_t pmul[19]           # 10 ** (price_scale - d) for d decimals (d <= scale)
+    cdef int64_t qmul[19]
+    cdef bint fuse                  # _apply_levels rescales levels written as is (apply)
     cdef public int max_pending     # events buffered before a snapshot, at most
     cdef public int ladder          # ladder slots per side (0: blocks only)
     cdef public int64_t grid        # price grid at the book scale (0: from snapshots)
@@ -198,6 +201,7 @@ cdef class Book:
                       Level *bids, int nb, Level *asks, int na) noexcept
     cdef int _apply_levels(self, Level *bids, int nb, Level *asks, int na) noexcept
     cdef int _scale_levels(self, Level *lv, int n) noexcept
+    cdef bint _fusable(self, const Event *ev) noexcept
     cdef int _load(self, Level *bids, int nb, Level *asks, int na) noexcept
     cdef int _place(self, Side *side) noexcept
     cdef void _check(self) noexcept

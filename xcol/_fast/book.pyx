@@ -24,11 +24,12 @@ from libc.stdlib cimport malloc, realloc, free, abort
 from libc.string cimport memmove, memcpy, memset
 
 from xcol._fast.event cimport Event, Level, EV_DEPTH, EV_SNAPSHOT, LV_DELETE
-from xcol._fast.num cimport to_scale, format_num, xcol_copy16, NUM_OK
+from xcol._fast.num cimport to_scale, format_num, xcol_copy16, xcol_pow10, NUM_OK
 from xcol._fast.includes.debug cimport XCOL_DEBUG
 
 cdef extern from *:
     int __builtin_clzll(unsigned long long x) nogil
+    int __builtin_ctz(unsigned int x) nogil
 
 # --------------------------------------------------------------------------
 # CRC32 (IEEE 802.3, reflected, poly 0xEDB88320), slice-by-8.
@@ -476,11 +477,12 @@ ctypedef struct LadderRun:
     int dn                    # levels added (deleted: negative) so far
 
 
-cdef inline int ladder_run(LadderRun *r, const Level *lv, int i, int n,
-                           int64_t sign) noexcept nogil:
+cdef inline int ladder_run(LadderRun *r, const Level *lv, int i, int n, int64_t sign,
+                           const int64_t *pm, const int64_t *qm) noexcept nogil:
     """Apply levels ``i``, ``i + 1``, ... while each is the ladder's common case (its
     slot's page is in use and stays so, and it does not empty the top slot); returns
-    the index of the first level that is not (``n`` when all were)."""
+    the index of the first level that is not (``n`` when all were).  With ``pm``/``qm``
+    (see side_apply) each price and size is rescaled as it is read."""
     cdef uint64_t *lbits = r.lbits
     cdef Page **pages = r.pages
     cdef double ginv = r.ginv
@@ -497,6 +499,10 @@ cdef inline int ladder_run(LadderRun *r, const Level *lv, int i, int n,
     cdef bint is_set
     while i < n:
         key = lv[i].px * sign
+        qty = lv[i].qty
+        if pm != NULL:
+            key *= pm[lv[i].pdec]
+            qty *= qm[lv[i].qdec]
         x = <double>key * ginv
         if not (-4.0e18 < x < 4.0e18):
             break
@@ -504,7 +510,6 @@ cdef inline int ladder_run(LadderRun *r, const Level *lv, int i, int n,
         slot = idx - lo
         if slot < 0 or slot >= lw or idx * g != key:
             break
-        qty = lv[i].qty
         is_set = qty != 0
         m = lbits[slot >> 6]
         pg = pages[slot >> 6]
@@ -528,15 +533,18 @@ cdef inline int ladder_run(LadderRun *r, const Level *lv, int i, int n,
     return i
 
 
-cdef int side_apply(Side *s, const Level *lv, int n, int64_t sign) noexcept nogil:
+cdef int side_apply(Side *s, const Level *lv, int n, int64_t sign, const int64_t *pm,
+                    const int64_t *qm) noexcept nogil:
     """Set or delete ``n`` levels of one side (``sign`` -1 for asks: keys are minus the
     price); 0, or -1 on no memory.  Runs of the ladder's common case go through
-    ladder_run; the levels between them through ladder_put or side_set."""
+    ladder_run; the levels between them through ladder_put or side_set.  ``pm`` and
+    ``qm`` (or NULL: the levels are at the book's scale) rescale a level written with d
+    decimals: ``px * pm[d]``, ``qty * qm[d]`` (the caller made sure that fits)."""
     cdef LadderRun r
     cdef int i = 0
     cdef int slot
     cdef int hint = s.nb - 1 if s.nb else 0
-    cdef int64_t key
+    cdef int64_t key, qty
     r.lbits = s.lbits
     r.pages = s.pages
     r.ginv = s.ginv
@@ -547,18 +555,22 @@ cdef int side_apply(Side *s, const Level *lv, int n, int64_t sign) noexcept nogi
     r.dn = 0
     while True:
         if r.lw:
-            i = ladder_run(&r, lv, i, n, sign)
+            i = ladder_run(&r, lv, i, n, sign, pm, qm)
         if i >= n:
             break
         # one level of the other cases, with the side's fields written back
         s.ltop = r.ltop
         key = lv[i].px * sign
+        qty = lv[i].qty
+        if pm != NULL:
+            key *= pm[lv[i].pdec]
+            qty *= qm[lv[i].qdec]
         slot = ladder_slot(s, key)
         if slot >= 0:
-            if ladder_put(s, slot, lv[i].qty, lv[i].pdec, lv[i].qdec) < 0:
+            if ladder_put(s, slot, qty, lv[i].pdec, lv[i].qdec) < 0:
                 break
         else:
-            hint = side_set(s, key, lv[i].qty, lv[i].pdec, lv[i].qdec, hint)
+            hint = side_set(s, key, qty, lv[i].pdec, lv[i].qdec, hint)
             if hint < 0:
                 break
         r.ltop = s.ltop
@@ -988,6 +1000,11 @@ cdef class Book:
         self.mode = mode
         self.price_scale = price_scale
         self.qty_scale = qty_scale
+        cdef int i
+        for i in range(19):
+            self.pmul[i] = xcol_pow10[price_scale - i] if i <= price_scale else 0
+            self.qmul[i] = xcol_pow10[qty_scale - i] if i <= qty_scale else 0
+        self.fuse = False
         self.max_pending = max_pending
         # books5 / bbo-tbt replace the whole book on every message: no ladder
         self.ladder = 0 if mode == MODE_SNAPSHOT else 16384
@@ -1029,9 +1046,28 @@ cdef class Book:
                 lv[i].qty = v
         return 0
 
+    cdef bint _fusable(self, const Event *ev) noexcept:
+        """Whether the event's levels can be rescaled while they are applied rather than
+        checked and rescaled first: every one was read by its shape (at most 8 digits,
+        decimals known, see Event.lv_shaped), none has more decimals than the scale, no
+        price is 0, and 8 digits times 10 ** (scale - fewest decimals) fits an int64."""
+        cdef uint32_t pm = ev.lv_pdecs
+        cdef uint32_t qm = ev.lv_qdecs
+        if ev.lv_shaped != ev.nbids + ev.nasks or ev.lv_shaped == 0 or ev.lv_zero_px:
+            return False
+        return ((pm >> (self.price_scale + 1)) == 0 and (qm >> (self.qty_scale + 1)) == 0
+                and self.price_scale - <int>__builtin_ctz(pm) <= 10
+                and self.qty_scale - <int>__builtin_ctz(qm) <= 10)
+
     cdef int _apply_levels(self, Level *bids, int nb, Level *asks, int na) noexcept:
         cdef int i
-        if side_apply(&self.bids, bids, nb, 1) < 0 or side_apply(&self.asks, asks, na, -1) < 0:
+        cdef const int64_t *pm = NULL
+        cdef const int64_t *qm = NULL
+        if self.fuse:
+            pm = &self.pmul[0]
+            qm = &self.qmul[0]
+        if (side_apply(&self.bids, bids, nb, 1, pm, qm) < 0
+                or side_apply(&self.asks, asks, na, -1, pm, qm) < 0):
             return -1
         if self.crc_on and self.top_ok:
             for i in range(nb):
@@ -1424,7 +1460,13 @@ cdef class Book:
         cdef int r
         cdef int mode = self.mode
         cdef bint old
-        if (self._scale_levels(ev.bids, ev.nbids) < 0
+        cdef bint fuse = False
+        if ((mode == MODE_BINANCE_SPOT or mode == MODE_BINANCE_FUTURES)
+                and ev.kind == EV_DEPTH and self.state != ST_WAIT_SNAPSHOT
+                and self._fusable(ev)):
+            # the levels are rescaled as they are applied, in one pass (_fusable)
+            fuse = True
+        elif (self._scale_levels(ev.bids, ev.nbids) < 0
                 or self._scale_levels(ev.asks, ev.nasks) < 0):
             self.bad_numbers += 1
             return AR_BAD_NUMBER
@@ -1439,8 +1481,18 @@ cdef class Book:
                 if r < 0:
                     self.pending_failed += 1
                 return AR_BUFFERED
+            self.fuse = fuse
             r = self._binance(ev.first_seq, ev.seq, ev.prev_seq if ev.has_prev else -2,
                               ev.bids, ev.nbids, ev.asks, ev.nasks)
+            self.fuse = False
+            if fuse:
+                if r == AR_APPLIED:
+                    ev.lv_raw = True    # px/qty stay as written
+                elif r == AR_HELD or r == AR_GAP:
+                    # kept for later: at the book's scale, as every held event (this
+                    # cannot fail, see _fusable)
+                    self._scale_levels(ev.bids, ev.nbids)
+                    self._scale_levels(ev.asks, ev.nasks)
             if r == AR_APPLIED:
                 self.exch_ts = ev.exch_ts
                 self._ring(ev.seq, self.now)

@@ -10,7 +10,7 @@ says what was wrong and which field, and the caller counts it.
 """
 
 cimport cython
-from libc.stdint cimport int64_t, int32_t, int8_t, uint8_t, uint64_t
+from libc.stdint cimport int64_t, int32_t, int8_t, uint8_t, uint32_t, uint64_t
 from libc.stdlib cimport malloc, realloc, free
 from libc.string cimport memcpy, memcmp, memset
 from libcpp cimport bool as cbool
@@ -37,7 +37,7 @@ cdef extern from "levels.h" nogil:
     const char *xcol_shape_level(const xcol_shape *s, const char *p, int64_t *px,
                                  int64_t *qty)
     int xcol_shape_run(const xcol_shape *s, const char *p, const char **end, Level *out,
-                       int room)
+                       int room, int *zero)
 
 
 DEFAULT_MAX_FRAME = 16 * 1024 * 1024
@@ -359,6 +359,11 @@ cdef class Decoder:
         ev.nbids = 0
         ev.nasks = 0
         ev.ntrades = 0
+        ev.lv_shaped = 0
+        ev.lv_pdecs = 0
+        ev.lv_qdecs = 0
+        ev.lv_zero_px = False
+        ev.lv_raw = False
         ev.err = 0
         ev.err_detail = 0
         ev.err_what = b""
@@ -468,6 +473,9 @@ cdef class Decoder:
         cdef int last_j = 0
         cdef int run = 0
         cdef long long hits = 0
+        cdef uint32_t pdecs = 0
+        cdef uint32_t qdecs = 0
+        cdef int zero = 0
         cdef bint use_shapes = self.shapes
         cdef const char *q
         cdef bint extra
@@ -477,11 +485,13 @@ cdef class Decoder:
         while True:
             if use_shapes:
                 # a run of levels of the usual shape, read in one C loop (levels.h)
-                k = xcol_shape_run(sh, p, &p, &buf[cnt], cap - cnt)
+                k = xcol_shape_run(sh, p, &p, &buf[cnt], cap - cnt, &zero)
                 if k:
                     cnt += k
                     hits += k
                     run = 0
+                    pdecs |= (<uint32_t>1) << sh.pdec
+                    qdecs |= (<uint32_t>1) << sh.qdec
                     if p[-1] == b']':
                         # stopped after a level: at its separator
                         if p[0] == b',':
@@ -493,6 +503,10 @@ cdef class Decoder:
                             else:
                                 ev.nasks = cnt
                             self.shape_levels += hits
+                            ev.lv_shaped += <int>hits
+                            ev.lv_pdecs |= pdecs
+                            ev.lv_qdecs |= qdecs
+                            ev.lv_zero_px |= zero != 0
                             return p + 1
                         break
                 # else at the '[' of a level of another shape
@@ -537,6 +551,9 @@ cdef class Decoder:
             if q != NULL:
                 # a level of a shape the byte loop below read before (levels.h)
                 hits += 1
+                pdecs |= (<uint32_t>1) << hit.pdec
+                qdecs |= (<uint32_t>1) << hit.qdec
+                zero |= lv.px == 0
                 lv.ptxt = p + 2
                 lv.qtxt = p + hit.qoff
                 lv.pdec = hit.pdec
@@ -596,6 +613,10 @@ cdef class Decoder:
                 else:
                     ev.nasks = cnt
                 self.shape_levels += hits
+                ev.lv_shaped += <int>hits
+                ev.lv_pdecs |= pdecs
+                ev.lv_qdecs |= qdecs
+                ev.lv_zero_px |= zero != 0
                 return p + 1
             else:
                 break
@@ -1915,6 +1936,13 @@ cdef class Decoder:
                         ev.trades[i].ts) for i in range(ev.ntrades)],
         }
         return out
+
+    def level_summary(self) -> tuple:
+        """What the last event says of its levels for a book to rescale them as it
+        applies them: ``(levels read by their shape, bit mask of their price decimals,
+        of their size decimals, whether one of their prices is 0)`` (tests)."""
+        cdef Event *ev = &self.ev
+        return (ev.lv_shaped, ev.lv_pdecs, ev.lv_qdecs, bool(ev.lv_zero_px))
 
     def level_texts(self) -> tuple:
         """The last event's levels as the exchange wrote them: ``(bids, asks)``, each a

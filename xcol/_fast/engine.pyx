@@ -897,9 +897,10 @@ cdef class Engine:
                 self._put(b',["', 3)
             else:
                 self._put(b'["', 2)
-            self._put_num(lv[i].px, ps, lv[i].pdec)
+            # at the book's scale, or as written when the book applied them so
+            self._put_num(lv[i].px, lv[i].pdec if ev.lv_raw else ps, lv[i].pdec)
             self._put(b'","', 3)
-            self._put_num(lv[i].qty, qs, lv[i].qdec)
+            self._put_num(lv[i].qty, lv[i].qdec if ev.lv_raw else qs, lv[i].qdec)
             self._put(b'"]', 2)
         self._put(b']', 1)
 

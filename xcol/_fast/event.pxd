@@ -1,7 +1,7 @@
 # The decoded event: one reusable C struct that a decoder fills per frame and
 # a book consumes.  Nothing in it is a Python object.
 
-from libc.stdint cimport int64_t, int32_t, int8_t, uint8_t
+from libc.stdint cimport int64_t, int32_t, int8_t, uint8_t, uint32_t
 
 cdef enum EventKind:
     EV_NONE = 0
@@ -69,6 +69,15 @@ ctypedef struct Event:
     Level *bids          # decoder-owned arrays, valid until the next decode
     Level *asks
     Trade *trades
+    # Of the levels: how many were read by their shape (levels.h), the decimals those
+    # had (bit d: a price / size with d decimals) and whether a price among them was 0.
+    # When every level was, a book may rescale them while it applies them (Book.apply).
+    int lv_shaped
+    uint32_t lv_pdecs
+    uint32_t lv_qdecs
+    bint lv_zero_px
+    bint lv_raw          # set by a book that applied the levels as written (rescaling
+                         # each as it went): their px/qty are the exchange's mantissas
     int err              # decode error code (DecodeErr), 0 if none
     int err_detail       # simdjson or NumErr code behind err
     const char *err_what # static text naming the field that failed

@@ -125,13 +125,14 @@ static inline const char *xcol_shape_level(const xcol_shape *s, const char *p, i
 
 /* Levels of shape s one after another from p (at a level's '['), into out (room for
  * ``room``): stops at the first level of another shape, or after a level not followed
- * by ','.  Returns how many were read; *end is where it stopped: just after a level's
- * ']' (then (*end)[-1] == ']') or at the '[' of a level not read.  The shape is held in
- * registers for the whole run, and the small fields of a level are written with one
- * store. */
+ * by ','.  Returns how many were read (and sets *zero_px when a price was 0); *end is
+ * where it stopped: just after a level's ']' (then (*end)[-1] == ']') or at the '['
+ * of a level not read.  The shape is held in registers for the whole run, and the
+ * small fields of a level are written with one store. */
 static inline int xcol_shape_run(const xcol_shape *s, const char *p, const char **end,
-                                 xcol_level *out, int room) {
+                                 xcol_level *out, int room, int *zero_px) {
     int k = 0;
+    uint64_t zeros = 0;
     if (s->len == 0 || room <= 0) {
         *end = p;
         return 0;
@@ -173,6 +174,7 @@ static inline int xcol_shape_run(const xcol_shape *s, const char *p, const char 
         xcol_level *lv = out + k;
         lv->px = (int64_t)(r & 0xFFFFFFFFu);
         lv->qty = (int64_t)(r >> 32);
+        zeros |= (r & 0xFFFFFFFFu) == 0;
         lv->ptxt = p + 2;
         lv->qtxt = p + qoff;
         memcpy(&lv->pdec, &meta, 8);
@@ -183,6 +185,7 @@ static inline int xcol_shape_run(const xcol_shape *s, const char *p, const char 
         p++;
     }
     *end = p;
+    *zero_px |= (int)zeros;
     return k;
 }
 #else
@@ -197,8 +200,8 @@ static inline const char *xcol_shape_level(const xcol_shape *s, const char *p, i
     return 0;
 }
 static inline int xcol_shape_run(const xcol_shape *s, const char *p, const char **end,
-                                 xcol_level *out, int room) {
-    (void)s; (void)out; (void)room;
+                                 xcol_level *out, int room, int *zero_px) {
+    (void)s; (void)out; (void)room; (void)zero_px;
     *end = p;
     return 0;
 }
