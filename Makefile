@@ -47,7 +47,7 @@ test: setup sysdeps
 # the release build in place is untouched.
 DEBUG_TESTS := tests/test_property.py tests/test_golden.py tests/test_faults.py \
 	tests/test_fastpath.py tests/test_decode.py tests/test_malformed.py tests/test_fuzz.py \
-	tests/test_meta.py
+	tests/test_meta.py tests/test_rescale_applying.py
 debugtest: setup
 	rm -rf build/debug && mkdir -p build/debug
 	cp -r setup.py xcol build/debug/

@@ -151,6 +151,7 @@ cdef class Book:
     cdef readonly int64_t held_expired
     # counters
     cdef readonly int64_t updates
+    cdef readonly int64_t rescaled_applying  # updates rescaled as they were applied
     cdef readonly int64_t snapshots
     cdef readonly int64_t gaps
     cdef readonly int64_t duplicates

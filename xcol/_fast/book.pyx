@@ -1488,6 +1488,7 @@ cdef class Book:
             if fuse:
                 if r == AR_APPLIED:
                     ev.lv_raw = True    # px/qty stay as written
+                    self.rescaled_applying += 1
                 elif r == AR_HELD or r == AR_GAP:
                     # kept for later: at the book's scale, as every held event (this
                     # cannot fail, see _fusable)
@@ -1826,6 +1827,7 @@ cdef class Book:
             "pending_discarded": self.pending_discarded,
             "pending_folded": self.pending_folded, "pending_dups": self.pending_dups,
             "pending_failed": self.pending_failed, "pending_closed": self.pending_closed,
+            "rescaled_applying": self.rescaled_applying,
         }
 
     def __repr__(self) -> str:
