@@ -126,3 +126,27 @@ def test_a_zero_price_read_by_its_shape_is_refused_and_the_book_untouched(price:
     assert e.feed(_depth(102, 103, 101, good + [(price, "1.000")], [])) == 6
     assert e.book("BTCUSDT").levels_raw() == before
     assert e.counters()["book"]["bad_number"] == 1
+
+
+def test_the_benchmarks_receive_buffer_feeds_the_same_frames() -> None:
+    """``Engine.time_frames(received=True)`` (bench/hotpath.py) copies each frame into a
+    receive buffer before timing it: the books and counters are those of feeding the
+    frames themselves, and every frame gets a time."""
+    import array
+
+    rnd = random.Random(9)
+    events = _random_events(rnd, 40)
+    # a large frame in the middle makes the receive buffer grow
+    events[20:21] = [_depth(161, 163, 160, [("61000.10", "1.000")] * 300, [])]
+    engines = []
+    for received in (False, True):
+        e = Engine("binance-usdm")
+        e.add_instrument("BTCUSDT", 8, 8)
+        assert e.feed_snapshot("BTCUSDT", SNAP) == 7
+        out = array.array("q", bytes(8 * len(events)))
+        assert e.time_frames(events, out, False, received) == len(events)
+        assert all(t > 0 for t in out)
+        engines.append(e)
+    a, b = (e.book("BTCUSDT") for e in engines)
+    assert a.levels_raw() == b.levels_raw() and a.last_seq == b.last_seq
+    assert engines[0].counters() == engines[1].counters()
