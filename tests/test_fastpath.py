@@ -22,7 +22,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_fuzz import mutate
 
-from xcol._fast.decode import SHAPE_LEVELS, Decoder, _parse_number, _scan_number
+from xcol._fast.decode import SHAPE_LEVELS, Decoder, _parse_number, _scan_int, _scan_number
 
 #: event kinds whose levels keep the exchange's text: depth, snapshot, REST snapshot
 BOOK_KINDS = (1, 2, 5)
@@ -163,6 +163,34 @@ def test_level_number_reader_agrees_with_the_exact_parser(text: str) -> None:
     mant, dec, used = got
     if used == len(raw):
         assert _parse_number(b'"' + raw + b'"') == (mant, dec)
+
+
+def _int_reference(data: bytes) -> tuple[int, int] | None:
+    """What the integer reader must return: a JSON integer of 1-18 digits (optional
+    '-', no leading zero) not followed by a fraction or an exponent, else None."""
+    neg = data[:1] == b"-"
+    body = data[1:] if neg else data
+    n = 0
+    while n < len(body) and 48 <= body[n] <= 57:
+        n += 1
+    if n == 0 or n > 18 or (body[0] == 48 and n > 1) or body[n:n + 1] in (b".", b"e", b"E"):
+        return None
+    v = int(body[:n])
+    return (-v if neg else v, n + neg)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.one_of(
+    st.integers(0, 10**18 - 1).map(lambda v: str(v).encode()),
+    st.integers(-(10**18) + 1, -1).map(lambda v: str(v).encode()),
+    st.text("0123456789", min_size=1, max_size=20).map(str.encode),
+    st.binary(max_size=24),
+), st.sampled_from([b"", b",", b"}", b".5", b"e3", b"E", b'"', b"x", b"0" * 8]))
+def test_integer_reader_agrees_with_a_plain_reading(number: bytes, tail: bytes) -> None:
+    """The scanners' integer reader (16-byte SIMD read for up to 15 digits in AVX2
+    builds, SWAR otherwise, the byte loop beyond) against a plain-Python reading."""
+    data = number + tail
+    assert _scan_int(data) == _int_reference(data), data
 
 
 def test_level_number_reader_takes_real_shapes() -> None:

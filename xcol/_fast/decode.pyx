@@ -29,6 +29,7 @@ from xcol._fast.includes.simdjson cimport (
 
 cdef extern from "swar.h" nogil:
     const char *xcol_uint15(const char *p, uint64_t *out)
+    const char *xcol_uint15_simd(const char *p, uint64_t *out)
     const char *xcol_str16(const char *p)
 
 cdef extern from "levels.h" nogil:
@@ -172,14 +173,15 @@ cdef inline const char *fast_after(const char *p, bint *more) noexcept nogil:
 cdef inline const char *fast_int(const char *p, int64_t *out) noexcept nogil:
     """A JSON integer of at most 18 digits at ``p``; NULL for anything else
     (a fraction or exponent, a leading zero, more digits).  Up to 15 digits are read
-    eight at a time (``swar.h``); longer ones, and every refusal, by the byte loop."""
+    with one 16-byte load (``swar.h``, AVX2 builds; else eight at a time); longer ones,
+    and every refusal, by the byte loop."""
     cdef bint neg = p[0] == b'-'
     cdef const char *s
     cdef uint64_t v = 0
     cdef unsigned int c
     if neg:
         p += 1
-    s = xcol_uint15(p, &v)
+    s = xcol_uint15_simd(p, &v)
     if s != NULL:
         out[0] = -<int64_t>v if neg else <int64_t>v
         return s
@@ -1971,6 +1973,18 @@ def _scan_number(data: bytes):
     if q == NULL:
         return None
     return (m, d, <Py_ssize_t>(q - p))
+
+
+def _scan_int(data: bytes):
+    """Test hook: the scanners' integer reader on ``data`` (padded here with zeros);
+    ``(value, bytes consumed)`` or None when it declines."""
+    cdef bytes buf = data + b"\0" * 64
+    cdef const char *p = buf
+    cdef int64_t v = 0
+    cdef const char *q = fast_int(p, &v)
+    if q == NULL:
+        return None
+    return (v, <Py_ssize_t>(q - p))
 
 
 def _parse_number(data: bytes):

@@ -67,6 +67,43 @@ static inline const char *xcol_uint15(const char *p, uint64_t *out) {
     return e;
 }
 
+#if defined(__AVX2__)
+#include <immintrin.h>
+/* A JSON integer of 1..15 digits without a leading zero at p, read with one 16-byte
+ * load: the digits are counted from a compare, moved to the end of the register by a
+ * pshufb whose indices are 0..15 minus (16 - count) (negative ones clear their byte),
+ * and summed by three multiply-adds and a pack.  Its end, or 0 for anything else (the
+ * caller then uses xcol_uint15).  Writes the value to *out. */
+static inline const char *xcol_uint15_simd(const char *p, uint64_t *out) {
+    const __m128i v = _mm_loadu_si128((const __m128i *)p);
+    const __m128i t = _mm_sub_epi8(v, _mm_set1_epi8('0'));
+    const __m128i dig = _mm_cmpeq_epi8(_mm_min_epu8(t, _mm_set1_epi8(9)), t);
+    const unsigned nd = (unsigned)__builtin_ctz(~(unsigned)_mm_movemask_epi8(dig) | 0x10000u);
+    const char *e = p + nd;
+    if (nd == 0 || nd > 15 || (p[0] == '0' && nd > 1) || e[0] == '.' || e[0] == 'e' ||
+        e[0] == 'E')
+        return 0;
+    const __m128i ctl = _mm_add_epi8(
+        _mm_setr_epi8(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+        _mm_set1_epi8((char)((int)nd - 16)));
+    __m128i x = _mm_shuffle_epi8(t, ctl);
+    x = _mm_maddubs_epi16(x, _mm_setr_epi8(10, 1, 10, 1, 10, 1, 10, 1, 10, 1, 10, 1, 10, 1,
+                                           10, 1));
+    x = _mm_madd_epi16(x, _mm_setr_epi16(100, 1, 100, 1, 100, 1, 100, 1));
+    x = _mm_packus_epi32(x, x);
+    x = _mm_madd_epi16(x, _mm_setr_epi16(10000, 1, 10000, 1, 10000, 1, 10000, 1));
+    const uint64_t r = (uint64_t)_mm_cvtsi128_si64(x);
+    *out = (r & 0xFFFFFFFFu) * 100000000ULL + (r >> 32);
+    return e;
+}
+#define XCOL_UINT15_SIMD 1
+#else
+#define XCOL_UINT15_SIMD 0
+static inline const char *xcol_uint15_simd(const char *p, uint64_t *out) {
+    return xcol_uint15(p, out);
+}
+#endif
+
 #if defined(__SSE2__)
 #include <emmintrin.h>
 /* p at an opening quote: the byte after the closing quote, or 0 when an escape, a
