@@ -439,3 +439,15 @@ def test_errors_do_not_leak_into_the_next_frame() -> None:
     assert e.last_error() is None
     ev: dict[str, Any] = e.last_event()
     assert ev["seq"] == 110 and ev["bids"] == [(6180000, 2, 100, 3, 0)]
+
+
+@pytest.mark.parametrize("extra", [b',"b":"0"', b',"a":"61800.40"', b',"B":"0.000000001"',
+                                   b',"A":"99999999999999"'])
+def test_a_depth_update_with_a_quoted_b_a_B_or_A_is_refused(extra: bytes) -> None:
+    """A depthUpdate that has, besides its level arrays, a bookTicker-like quoted "b",
+    "a", "B" or "A": that value would be written over the first level unchecked, so the
+    frame is refused as malformed and the book is untouched."""
+    e = synced_engine()
+    frame = BASE[:-2] + extra + b"}}"
+    assert_refused(e, frame, "shape", "depthUpdate", "level arrays")
+    assert_still_works(e)

@@ -150,3 +150,23 @@ def test_the_benchmarks_receive_buffer_feeds_the_same_frames() -> None:
     a, b = (e.book("BTCUSDT") for e in engines)
     assert a.levels_raw() == b.levels_raw() and a.last_seq == b.last_seq
     assert engines[0].counters() == engines[1].counters()
+
+
+def test_an_event_says_whether_its_levels_stayed_as_written() -> None:
+    """After a book rescaled the levels as it applied them, the event's levels are the
+    exchange's mantissas and say so; applied the two-pass way, they are at the book's
+    scale."""
+    seen = []
+    for shapes in (True, False):
+        e = Engine("binance-usdm")
+        e.add_instrument("BTCUSDT", 8, 8)
+        e.decoder.shapes = shapes
+        assert e.feed_snapshot("BTCUSDT", SNAP) == 7
+        lv = [("61800.10", "0.500"), ("61800.00", "0.700"), ("61799.90", "0.100")]
+        assert e.feed(_depth(99, 101, 98, lv, [])) == 0
+        assert e.feed(_depth(102, 104, 101, lv, [])) == 0
+        ev = e.last_event()
+        seen.append((ev["levels_as_written"], ev["bids"][0][:4]))
+        # a second copy is a duplicate
+        assert e.feed(_depth(102, 104, 101, lv, [])) == 2
+    assert seen == [(True, (6180010, 2, 500, 3)), (False, (6180010000000, 2, 50000000, 3))]

@@ -1463,7 +1463,9 @@ cdef class Book:
         cdef bint fuse = False
         if ((mode == MODE_BINANCE_SPOT or mode == MODE_BINANCE_FUTURES)
                 and ev.kind == EV_DEPTH and self.state != ST_WAIT_SNAPSHOT
-                and self._fusable(ev)):
+                and not self.crc_on and self._fusable(ev)):
+            # (crc_on: the checksum lists take the levels' prices at the book's scale;
+            # only OKX books keep them)
             # the levels are rescaled as they are applied, in one pass (_fusable)
             fuse = True
         elif (self._scale_levels(ev.bids, ev.nbids) < 0
@@ -1486,14 +1488,15 @@ cdef class Book:
                               ev.bids, ev.nbids, ev.asks, ev.nasks)
             self.fuse = False
             if fuse:
-                if r == AR_APPLIED:
-                    ev.lv_raw = True    # px/qty stay as written
-                    self.rescaled_applying += 1
-                elif r == AR_HELD or r == AR_GAP:
+                if r == AR_HELD or r == AR_GAP:
                     # kept for later: at the book's scale, as every held event (this
                     # cannot fail, see _fusable)
                     self._scale_levels(ev.bids, ev.nbids)
                     self._scale_levels(ev.asks, ev.nasks)
+                else:
+                    ev.lv_raw = True    # px/qty stay as written
+                    if r == AR_APPLIED:
+                        self.rescaled_applying += 1
             if r == AR_APPLIED:
                 self.exch_ts = ev.exch_ts
                 self._ring(ev.seq, self.now)

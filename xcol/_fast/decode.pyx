@@ -35,6 +35,7 @@ cdef extern from "swar.h" nogil:
 cdef extern from "levels.h" nogil:
     const int XCOL_SHAPE_LEVELS
     void xcol_shape_learn(xcol_shape *s, int pi, int pf, int qi, int qf)
+    bint xcol_shape_learnable(int pi, int pf, int qi, int qf)
     const char *xcol_shape_level(const xcol_shape *s, const char *p, int64_t *px,
                                  int64_t *qty)
     int xcol_shape_run(const xcol_shape *s, const char *p, const char **end, Level *out,
@@ -594,7 +595,9 @@ cdef class Decoder:
                 if p == NULL or p[0] != b']':
                     break
                 p += 1
-                if XCOL_SHAPE_LEVELS and use_shapes and not extra:
+                if (XCOL_SHAPE_LEVELS and use_shapes and not extra
+                        and xcol_shape_learnable(lv.plen - lv.pdec - (lv.pdec > 0), lv.pdec,
+                                                 lv.qlen - lv.qdec - (lv.qdec > 0), lv.qdec)):
                     # a shape none knows: it takes a free slot, or the last (least
                     # used) one when all are taken
                     run = 0
@@ -770,6 +773,10 @@ cdef class Decoder:
             if not (ev.has_seq and _bn.has_b and _bn.has_a) or ev.sym_len == 0 \
                     or ev.first_seq == 0:
                 return self._fail(DE_SHAPE, 0, b"depthUpdate (needs s, U, u, b, a)")
+            if _bn.bbo_b or _bn.bbo_a or _bn.bbo_bq or _bn.bbo_aq:
+                # a quoted "b"/"a" (or "B"/"A") as well as the level arrays: it was
+                # written over the first level, which the level readers did not check
+                return self._fail(DE_SHAPE, 0, b"depthUpdate (b/a/B/A must be level arrays)")
             ev.kind = EV_DEPTH
             ev.channel = CH_BOOK
             ev.ntrades = 0
@@ -1929,6 +1936,10 @@ cdef class Decoder:
             "prev_seq": ev.prev_seq if ev.has_prev else None,
             "exch_ts": ev.exch_ts,
             "checksum": ev.checksum if ev.has_checksum else None,
+            # True once a book applied the levels rescaling each as it went (their px
+            # and qty then stay as written); False: as written before a book took
+            # them, at the book's scale after
+            "levels_as_written": bool(ev.lv_raw),
             "bids": [(ev.bids[i].px, ev.bids[i].pdec, ev.bids[i].qty, ev.bids[i].qdec,
                       ev.bids[i].flag) for i in range(ev.nbids)],
             "asks": [(ev.asks[i].px, ev.asks[i].pdec, ev.asks[i].qty, ev.asks[i].qdec,

@@ -64,6 +64,11 @@ static inline int xcol__digits(uint8_t *t, int at, int ni, int nf) {
     return at + n;
 }
 
+/* Whether xcol_shape_learn can take a shape of these integer and fraction digits. */
+static inline int xcol_shape_learnable(int pi, int pf, int qi, int qf) {
+    return pi >= 1 && qi >= 1 && pi + pf <= 8 && qi + qf <= 8;
+}
+
 /* Remember the shape of a level the byte loop read: its numbers' integer and fraction
  * digits.  A shape that xcol_shape_level cannot take is forgotten instead. */
 static inline void xcol_shape_learn(xcol_shape *s, int pi, int pf, int qi, int qf) {
@@ -190,6 +195,10 @@ static inline int xcol_shape_run(const xcol_shape *s, const char *p, const char 
 }
 #else
 #define XCOL_SHAPE_LEVELS 0
+static inline int xcol_shape_learnable(int pi, int pf, int qi, int qf) {
+    (void)pi; (void)pf; (void)qi; (void)qf;
+    return 0;
+}
 static inline void xcol_shape_learn(xcol_shape *s, int pi, int pf, int qi, int qf) {
     (void)pi; (void)pf; (void)qi; (void)qf;
     s->len = 0;
