@@ -479,6 +479,7 @@ cdef class Decoder:
         cdef uint32_t pdecs = 0
         cdef uint32_t qdecs = 0
         cdef int zero = 0
+        cdef bint ok = False        # the array ended well
         cdef bint use_shapes = self.shapes
         cdef const char *q
         cdef bint extra
@@ -495,22 +496,12 @@ cdef class Decoder:
                     run = 0
                     pdecs |= (<uint32_t>1) << sh.pdec
                     qdecs |= (<uint32_t>1) << sh.qdec
-                    if p[-1] == b']':
+                    if (p - 1)[0] == b']':
                         # stopped after a level: at its separator
                         if p[0] == b',':
                             p += 1
                             continue        # no room was left: grown below
-                        if p[0] == b']':
-                            if is_bid:
-                                ev.nbids = cnt
-                            else:
-                                ev.nasks = cnt
-                            self.shape_levels += hits
-                            ev.lv_shaped += <int>hits
-                            ev.lv_pdecs |= pdecs
-                            ev.lv_qdecs |= qdecs
-                            ev.lv_zero_px |= zero != 0
-                            return p + 1
+                        ok = p[0] == b']'
                         break
                 # else at the '[' of a level of another shape
             if p[0] != b'[' or p[1] != b'"':
@@ -612,25 +603,21 @@ cdef class Decoder:
             cnt += 1
             if p[0] == b',':
                 p += 1
-            elif p[0] == b']':
-                if is_bid:
-                    ev.nbids = cnt
-                else:
-                    ev.nasks = cnt
-                self.shape_levels += hits
-                ev.lv_shaped += <int>hits
-                ev.lv_pdecs |= pdecs
-                ev.lv_qdecs |= qdecs
-                ev.lv_zero_px |= zero != 0
-                return p + 1
             else:
+                ok = p[0] == b']'
                 break
         if is_bid:
             ev.nbids = cnt
         else:
             ev.nasks = cnt
         self.shape_levels += hits
-        return NULL
+        if not ok:
+            return NULL
+        ev.lv_shaped += <int>hits
+        ev.lv_pdecs |= pdecs
+        ev.lv_qdecs |= qdecs
+        ev.lv_zero_px |= zero != 0
+        return p + 1
 
     cdef int _levels(self, Value &v, bint is_bid, bint with_action) noexcept:
         """Append ``[[px, qty, ...], ...]`` (Deribit: ``[[action, px, qty]]``)."""

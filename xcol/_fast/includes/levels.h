@@ -24,6 +24,7 @@
 #include <stdint.h>
 #include <string.h>
 #include "level.h"
+#include "swar.h"
 
 typedef struct {
     uint8_t tmpl[32];   /* the level with every digit written as '0' */
@@ -112,17 +113,11 @@ static inline const char *xcol_shape_level(const xcol_shape *s, const char *p, i
     if ((eq & s->mask) != s->mask)
         return 0;
     const __m128i z = _mm_set1_epi8('0');
-    __m128i x = _mm_or_si128(
+    const uint64_t r = xcol_sum8x2(_mm_or_si128(
         _mm_shuffle_epi8(_mm_sub_epi8(_mm_loadu_si128((const __m128i *)(p + 2)), z),
                          _mm_loadu_si128((const __m128i *)s->ctl)),
         _mm_shuffle_epi8(_mm_sub_epi8(_mm_loadu_si128((const __m128i *)(p + s->qoff)), z),
-                         _mm_loadu_si128((const __m128i *)s->ctlq)));
-    x = _mm_maddubs_epi16(x, _mm_setr_epi8(10, 1, 10, 1, 10, 1, 10, 1, 10, 1, 10, 1, 10, 1,
-                                           10, 1));
-    x = _mm_madd_epi16(x, _mm_setr_epi16(100, 1, 100, 1, 100, 1, 100, 1));
-    x = _mm_packus_epi32(x, x);
-    x = _mm_madd_epi16(x, _mm_setr_epi16(10000, 1, 10000, 1, 10000, 1, 10000, 1));
-    const uint64_t r = (uint64_t)_mm_cvtsi128_si64(x);
+                         _mm_loadu_si128((const __m128i *)s->ctlq))));
     *px = (int64_t)(r & 0xFFFFFFFFu);
     *qty = (int64_t)(r >> 32);
     return p + s->len;
@@ -148,9 +143,6 @@ static inline int xcol_shape_run(const xcol_shape *s, const char *p, const char 
     const __m256i zero = _mm256_set1_epi8('0');
     const __m256i nine = _mm256_set1_epi8(9);
     const __m128i z = _mm_set1_epi8('0');
-    const __m128i m1 = _mm_setr_epi8(10, 1, 10, 1, 10, 1, 10, 1, 10, 1, 10, 1, 10, 1, 10, 1);
-    const __m128i m2 = _mm_setr_epi16(100, 1, 100, 1, 100, 1, 100, 1);
-    const __m128i m3 = _mm_setr_epi16(10000, 1, 10000, 1, 10000, 1, 10000, 1);
     const uint32_t mask = s->mask;
     const int len = s->len, qoff = s->qoff;
     uint64_t meta = 0;
@@ -167,15 +159,10 @@ static inline int xcol_shape_run(const xcol_shape *s, const char *p, const char 
         const uint32_t eq = (uint32_t)_mm256_movemask_epi8(_mm256_cmpeq_epi8(c, tmpl));
         if ((eq & mask) != mask)
             break;
-        __m128i x = _mm_or_si128(
+        const uint64_t r = xcol_sum8x2(_mm_or_si128(
             _mm_shuffle_epi8(_mm_sub_epi8(_mm_loadu_si128((const __m128i *)(p + 2)), z), ctl),
             _mm_shuffle_epi8(_mm_sub_epi8(_mm_loadu_si128((const __m128i *)(p + qoff)), z),
-                             ctlq));
-        x = _mm_maddubs_epi16(x, m1);
-        x = _mm_madd_epi16(x, m2);
-        x = _mm_packus_epi32(x, x);
-        x = _mm_madd_epi16(x, m3);
-        const uint64_t r = (uint64_t)_mm_cvtsi128_si64(x);
+                             ctlq)));
         xcol_level *lv = out + k;
         lv->px = (int64_t)(r & 0xFFFFFFFFu);
         lv->qty = (int64_t)(r >> 32);

@@ -69,6 +69,19 @@ static inline const char *xcol_uint15(const char *p, uint64_t *out) {
 
 #if defined(__AVX2__)
 #include <immintrin.h>
+/* Two numbers of up to 8 decimal digits, their digit values (0-9, one a byte)
+ * right-aligned in bytes 0-7 and 8-15 of x (zeros before them): the first number in
+ * the low 32 bits of the result, the second in the high 32.  Three multiply-adds and a
+ * pack: digit pairs, then groups of four, then of eight. */
+static inline uint64_t xcol_sum8x2(__m128i x) {
+    x = _mm_maddubs_epi16(x, _mm_setr_epi8(10, 1, 10, 1, 10, 1, 10, 1, 10, 1, 10, 1, 10, 1,
+                                           10, 1));
+    x = _mm_madd_epi16(x, _mm_setr_epi16(100, 1, 100, 1, 100, 1, 100, 1));
+    x = _mm_packus_epi32(x, x);
+    x = _mm_madd_epi16(x, _mm_setr_epi16(10000, 1, 10000, 1, 10000, 1, 10000, 1));
+    return (uint64_t)_mm_cvtsi128_si64(x);
+}
+
 /* A JSON integer of 1..15 digits without a leading zero at p, read with one 16-byte
  * load: the digits are counted from a compare, moved to the end of the register by a
  * pshufb whose indices are 0..15 minus (16 - count) (negative ones clear their byte),
@@ -86,13 +99,8 @@ static inline const char *xcol_uint15_simd(const char *p, uint64_t *out) {
     const __m128i ctl = _mm_add_epi8(
         _mm_setr_epi8(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
         _mm_set1_epi8((char)((int)nd - 16)));
-    __m128i x = _mm_shuffle_epi8(t, ctl);
-    x = _mm_maddubs_epi16(x, _mm_setr_epi8(10, 1, 10, 1, 10, 1, 10, 1, 10, 1, 10, 1, 10, 1,
-                                           10, 1));
-    x = _mm_madd_epi16(x, _mm_setr_epi16(100, 1, 100, 1, 100, 1, 100, 1));
-    x = _mm_packus_epi32(x, x);
-    x = _mm_madd_epi16(x, _mm_setr_epi16(10000, 1, 10000, 1, 10000, 1, 10000, 1));
-    const uint64_t r = (uint64_t)_mm_cvtsi128_si64(x);
+    /* the high 8 digits are the first "number", the low 8 the second */
+    const uint64_t r = xcol_sum8x2(_mm_shuffle_epi8(t, ctl));
     *out = (r & 0xFFFFFFFFu) * 100000000ULL + (r >> 32);
     return e;
 }
