@@ -207,29 +207,42 @@ cdef void side_free(Side *s) noexcept nogil:
 # --------------------------------------------------------------------------
 # The ladder (see book.pxd): slots on the price grid near the best level.
 
-cdef inline int64_t grid_index(const Side *s, int64_t key) noexcept nogil:
-    """The grid index nearest to ``key`` (exact when ``key`` is on the grid), or
-    INT64_MIN when it would not fit comfortably in an int64 (never on the ladder)."""
-    cdef double x = <double>key * s.ginv
-    if x >= 4.0e18 or x <= -4.0e18:
+cdef inline int64_t grid_round(double x) noexcept nogil:
+    """The integer nearest to ``x``, or INT64_MIN when it would not fit comfortably in
+    an int64 (never on the ladder)."""
+    if not (-4.0e18 < x < 4.0e18):
         return INT64_MIN
     if x >= 0:
         return <int64_t>(x + 0.5)
     return -<int64_t>(0.5 - x)
 
 
-cdef inline int ladder_slot(const Side *s, int64_t key) noexcept nogil:
-    """The ladder slot that holds ``key``, or -1 if ``key`` belongs in the blocks."""
+cdef inline int64_t grid_index(const Side *s, int64_t key) noexcept nogil:
+    """The grid index nearest to ``key`` (exact when ``key`` is on the grid), or
+    INT64_MIN (see grid_round)."""
+    return grid_round(<double>key * s.ginv)
+
+
+cdef inline int window_slot(int64_t key, double ginv, int64_t g, int64_t lo,
+                            int lw) noexcept nogil:
+    """The slot holding ``key`` in a ladder window of ``lw`` slots from grid index
+    ``lo`` (grid step ``g``, ``ginv`` = 1 / g), or -1 if ``key`` is not in it."""
+    cdef double x = <double>key * ginv
     cdef int64_t idx, slot
-    if s.lw == 0:
+    if not (-4.0e18 < x < 4.0e18):
         return -1
-    idx = grid_index(s, key)
-    if idx == INT64_MIN:
-        return -1
-    slot = idx - s.lo
-    if slot < 0 or slot >= s.lw or idx * s.g != key:
+    idx = <int64_t>(x + 0.5) if x >= 0 else -<int64_t>(0.5 - x)    # as grid_round
+    slot = idx - lo
+    if slot < 0 or slot >= lw or idx * g != key:
         return -1
     return <int>slot
+
+
+cdef inline int ladder_slot(const Side *s, int64_t key) noexcept nogil:
+    """The ladder slot that holds ``key``, or -1 if ``key`` belongs in the blocks."""
+    if s.lw == 0:
+        return -1
+    return window_slot(key, s.ginv, s.g, s.lo, s.lw)
 
 
 cdef inline int ladder_below(const Side *s, int slot) noexcept nogil:
@@ -491,8 +504,7 @@ cdef inline int ladder_run(LadderRun *r, const Level *lv, int i, int n, int64_t 
     cdef int lw = r.lw
     cdef int ltop = r.ltop
     cdef int dn = r.dn
-    cdef int64_t key, qty, idx, slot
-    cdef double x
+    cdef int64_t key, qty, slot
     cdef uint64_t m, bit, nm
     cdef Page *pg
     cdef int j
@@ -503,12 +515,8 @@ cdef inline int ladder_run(LadderRun *r, const Level *lv, int i, int n, int64_t 
         if pm != NULL:
             key *= pm[lv[i].pdec]
             qty *= qm[lv[i].qdec]
-        x = <double>key * ginv
-        if not (-4.0e18 < x < 4.0e18):
-            break
-        idx = <int64_t>(x + 0.5) if x >= 0 else -<int64_t>(0.5 - x)
-        slot = idx - lo
-        if slot < 0 or slot >= lw or idx * g != key:
+        slot = window_slot(key, ginv, g, lo, lw)
+        if slot < 0:
             break
         is_set = qty != 0
         m = lbits[slot >> 6]
