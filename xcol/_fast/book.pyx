@@ -476,6 +476,17 @@ cdef inline int side_set(Side *s, int64_t key, int64_t qty, int8_t pdec, int8_t 
     return bi
 
 
+cdef inline int64_t level_key(const Level *lv, int64_t sign, const int64_t *pm,
+                              const int64_t *qm, int64_t *qty) noexcept nogil:
+    """A level's key (its price, minus it for asks: ``sign`` -1) and, in ``qty``, its
+    size; both rescaled by ``pm``/``qm`` (see side_apply) unless they are NULL."""
+    if pm != NULL:
+        qty[0] = lv.qty * qm[lv.qdec]
+        return lv.px * sign * pm[lv.pdec]
+    qty[0] = lv.qty
+    return lv.px * sign
+
+
 ctypedef struct LadderRun:
     # A side's ladder fields, held in locals while a run of levels is applied (a store
     # into a page may alias any field read through the Side, which would then be
@@ -510,11 +521,7 @@ cdef inline int ladder_run(LadderRun *r, const Level *lv, int i, int n, int64_t 
     cdef int j
     cdef bint is_set
     while i < n:
-        key = lv[i].px * sign
-        qty = lv[i].qty
-        if pm != NULL:
-            key *= pm[lv[i].pdec]
-            qty *= qm[lv[i].qdec]
+        key = level_key(&lv[i], sign, pm, qm, &qty)
         slot = window_slot(key, ginv, g, lo, lw)
         if slot < 0:
             break
@@ -568,11 +575,7 @@ cdef int side_apply(Side *s, const Level *lv, int n, int64_t sign, const int64_t
             break
         # one level of the other cases, with the side's fields written back
         s.ltop = r.ltop
-        key = lv[i].px * sign
-        qty = lv[i].qty
-        if pm != NULL:
-            key *= pm[lv[i].pdec]
-            qty *= qm[lv[i].qdec]
+        key = level_key(&lv[i], sign, pm, qm, &qty)
         slot = ladder_slot(s, key)
         if slot >= 0:
             if ladder_put(s, slot, qty, lv[i].pdec, lv[i].qdec) < 0:
