@@ -308,6 +308,45 @@ def test_bbo_and_trade_records_repeat_the_source(fast: bool) -> None:
     assert not src and checked["bbo"] > 10_000 and checked["trade"] > 2_000, checked
 
 
+@pytest.mark.parametrize("variant", [
+    b"",                                              # as Binance writes it
+    b'"b":"061800.20"',                               # leading zeros: not plain texts
+    b'"B":"00.507"',
+    b'"a":"0061800.30"',
+    b'"A":"0002.510"',
+])
+def test_bbo_record_texts_are_the_general_writers(variant: bytes) -> None:
+    """A bookTicker read by the literal matcher has its record's numbers copied from the
+    frame; they must be exactly what the number writer makes of the values (the
+    simdjson path's record), also when a text is not plain (a leading zero)."""
+    frame = (b'{"stream":"btcusdt@bookTicker","data":{"e":"bookTicker","u":5123107839020,'
+             b'"s":"BTCUSDT","b":"61800.20","B":"2.507","a":"61800.30","A":"2.510",'
+             b'"T":1723161256313,"E":1723161256314}}')
+    if variant:
+        key = variant.split(b":")[0] + b":"
+        start = frame.index(key)
+        frame = frame[:start] + variant + frame[frame.index(b",", start):]
+    out = []
+    for fast in (True, False):
+        e = Engine("binance-usdm")
+        e.add_instrument("BTCUSDT", 2, 3)
+        e.decoder.fast = fast
+        assert e.feed_on(0, frame, rx=MS, rx_wall=1) >= 0
+        assert e.decoder.literal_frames == (1 if fast else 0)
+        data, n = e.take_output()
+        assert n == 1
+        out.append(json.loads(data))
+    assert out[0] == out[1]
+
+    def plain(text: str) -> str:
+        whole, dot, frac = text.partition(".")
+        return (whole.lstrip("0") or "0") + dot + frac
+
+    src = json.loads(frame)["data"]
+    assert (out[0]["bid"], out[0]["bid_qty"], out[0]["ask"], out[0]["ask_qty"]) == tuple(
+        plain(src[k]) for k in "bBaA")
+
+
 @pytest.mark.parametrize("fast, spaced", [(True, False), (False, False), (True, True)],
                          ids=["scanner", "simdjson", "spaced"])
 @pytest.mark.corpus
@@ -440,6 +479,29 @@ def test_record_integers_match_str(v: int) -> None:
     from xcol._fast.engine import _format_int
 
     assert _format_int(v) == str(v).encode()
+
+
+def _fixed_text(v: int, scale: int, dec: int) -> bytes:
+    """Plain-Python reference: ``v`` / 10**scale with exactly ``dec`` decimals, the
+    decimals past the scale written as zeros (cut, never rounded)."""
+    sign = "-" if v < 0 else ""
+    digits = str(abs(v)).rjust(scale + 1, "0")
+    whole, frac = digits[: len(digits) - scale], digits[len(digits) - scale:]
+    frac = (frac + "0" * dec)[:dec]
+    return (sign + whole + ("." + frac if dec else "")).encode()
+
+
+@settings(max_examples=4000, deadline=None)
+@given(st.one_of(st.integers(-(2**63), 2**63 - 1), st.integers(-(10**9), 10**9),
+                 st.sampled_from([0, 1, 9, 10, 99, 100, 10**8 - 1, 10**8, 10**16 - 1, 10**16,
+                                  10**18, -(2**63), 2**63 - 1])),
+       st.integers(0, 18), st.integers(0, 30))
+def test_record_numbers_match_a_plain_formatting(v: int, scale: int, dec: int) -> None:
+    """The records' number writer (eight digits at a time for decimals up to 24, digit
+    pairs beyond) writes what a plain-Python formatting writes."""
+    from xcol._fast.engine import _format_num
+
+    assert _format_num(v, scale, dec) == _fixed_text(v, scale, dec)
 
 
 # ------------------------------------------------------- Deribit quote (no sequence)

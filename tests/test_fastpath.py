@@ -26,6 +26,8 @@ from xcol._fast.decode import SHAPE_LEVELS, Decoder, _parse_number, _scan_int, _
 
 #: event kinds whose levels keep the exchange's text: depth, snapshot, REST snapshot
 BOOK_KINDS = (1, 2, 5)
+#: event kind of a quote (bookTicker)
+EV_BBO = 3
 
 
 def texts(dec: Decoder, kind: int) -> Any:
@@ -145,6 +147,75 @@ EDGE_CASES = [
 @pytest.mark.parametrize("frame", EDGE_CASES, ids=range(len(EDGE_CASES)))
 def test_edge_cases_decode_identically(frame: bytes) -> None:
     check(frame)
+
+
+#: bookTicker in the layouts Binance writes: USD-M, COIN-M (with the pair) and spot
+BBO_USDM = (
+    b'{"stream":"btcusdt@bookTicker","data":{"e":"bookTicker","u":5123107839020,'
+    b'"s":"BTCUSDT","b":"61800.20","B":"2.507","a":"61800.30","A":"2.510",'
+    b'"T":1723161256313,"E":1723161256314}}'
+)
+BBO_COINM = (
+    b'{"stream":"btcusd_perp@bookTicker","data":{"e":"bookTicker","u":878181,'
+    b'"s":"BTCUSD_PERP","ps":"BTCUSD","b":"61800.2","B":"120","a":"61800.3","A":"7",'
+    b'"T":1723161256313,"E":1723161256314}}'
+)
+BBO_SPOT = (
+    b'{"stream":"btcusdt@bookTicker","data":{"u":400900217,"s":"BTCUSDT",'
+    b'"b":"61800.20000000","B":"0.31000000","a":"61800.21000000","A":"0.00040000"}}'
+)
+BBO_LAYOUTS = [
+    BBO_USDM,
+    BBO_COINM,
+    BBO_SPOT,
+    BBO_USDM.replace(b'{"stream":"btcusdt@bookTicker","data":', b"")[:-1],   # bare
+    BBO_SPOT.replace(b'{"stream":"btcusdt@bookTicker","data":', b"")[:-1],
+]
+BBO_EDGE_CASES = [
+    BBO_USDM.replace(b'"b":"61800.20"', b'"b":"061800.20"'),     # leading zero
+    BBO_USDM.replace(b'"B":"2.507"', b'"B":"00.507"'),
+    BBO_USDM.replace(b'"A":"2.510"', b'"A":"0.510"'),            # plain
+    BBO_USDM.replace(b'"b":"61800.20"', b'"b":"6.18e4"'),
+    BBO_USDM.replace(b'"b":"61800.20"', b'"b":61800.20'),
+    BBO_USDM.replace(b'"b":"61800.20"', b'"b":"-1"'),
+    BBO_USDM.replace(b'"b":"61800.20"', b'"b":"1234567890123456789"'),
+    BBO_USDM.replace(b'"b":"61800.20"', b'"b":"61800."'),
+    BBO_USDM.replace(b'"b":"61800.20"', b'"b":""'),
+    BBO_USDM.replace(b'"s":"BTCUSDT"', b'"s":""'),
+    BBO_USDM.replace(b'"u":5123107839020', b'"u":"5123107839020"'),
+    BBO_USDM.replace(b'"u":5123107839020', b'"u":-5123107839020'),
+    BBO_USDM.replace(b',"A":"2.510"', b""),                           # a member missing
+    BBO_USDM.replace(b',"E":1723161256314', b""),
+    BBO_USDM.replace(b',"T":1723161256313', b""),
+    BBO_USDM.replace(b'"T":1723161256313,"E":1723161256314', b'"E":1723161256314,"T":1'),
+    BBO_USDM.replace(b'"B":"2.507","a":"61800.30"', b'"a":"61800.30","B":"2.507"'),
+    BBO_USDM.replace(b'"u":5123107839020,', b'"u":5123107839020,"x":1,'),
+    BBO_USDM.replace(b'"A":"2.510"', b'"A":"2.510","A":"3"'),          # repeated member
+    BBO_USDM.replace(b'@bookTicker', b"@trade"),                       # the stream decides
+    BBO_USDM.replace(b'"e":"bookTicker"', b'"e":"trade"'),
+    BBO_USDM + b" ",
+    BBO_USDM[:-1],
+    BBO_USDM[:-2] + b"}",
+]
+
+
+@pytest.mark.parametrize("frame", BBO_LAYOUTS + BBO_EDGE_CASES,
+                         ids=range(len(BBO_LAYOUTS) + len(BBO_EDGE_CASES)))
+def test_bookticker_edge_cases_decode_identically(frame: bytes) -> None:
+    check(frame)
+
+
+def test_bookticker_layouts_are_read_as_literals() -> None:
+    """The three bookTicker layouts (wrapped or bare) go through the literal matcher
+    (_bn_bbo); a reordered one is still read by the scanner, not by the matcher."""
+    for frame in BBO_LAYOUTS:
+        dec = Decoder("binance")
+        assert dec.decode_frame(frame) == EV_BBO and dec.literal_frames == 1, frame
+    dec = Decoder("binance")
+    assert dec.decode_frame(BBO_EDGE_CASES[16]) == EV_BBO      # B after a
+    assert dec.literal_frames == 0 and dec.fast_frames == 1
+
+
 
 
 def test_scanner_takes_the_compact_layout() -> None:

@@ -49,6 +49,7 @@ cdef class Decoder:
     cdef int trade_cap
     cdef public bint fast          # try the compact-layout scanner first (Binance, OKX books)
     cdef readonly long long fast_frames
+    cdef readonly long long literal_frames   # of those, read by _bn_depth or _bn_bbo
     cdef public bint shapes     # read levels of a known shape by comparison (levels.h)
     cdef readonly long long shape_levels   # levels read that way
     cdef xcol_shape shape[SHAPE_SLOTS]  # level shapes the byte loop read, the usual one first
@@ -63,7 +64,11 @@ cdef class Decoder:
     cdef int _binance(self) noexcept
     cdef void _bn_init(self) noexcept
     cdef int _binance_finish(self) noexcept
-    cdef int _bn_depth(self, size_t n) noexcept
+    cdef int _bn_literal(self, size_t n) noexcept
+    cdef int _bn_depth(self, size_t n, const char *p, bint wrapped) noexcept
+    cdef const char *_bn_quote_num(self, const char *p, const char *lit, int64_t *mant,
+                                   int8_t *dec, const char **txt, uint8_t *tlen) noexcept
+    cdef int _bn_bbo(self, size_t n, const char *p, bint wrapped) noexcept
     cdef int _bn_fast(self, size_t n) noexcept
     cdef int _okx_fast(self, size_t n) noexcept
     cdef const char *_okx_fast_item(self, const char *p) noexcept

@@ -290,6 +290,7 @@ cdef class Decoder:
         self.fast = True
         self.shapes = True
         self.fast_frames = 0
+        self.literal_frames = 0
         if self._grow(0) < 0 or self._grow(1) < 0 or self._grow(2) < 0:
             raise MemoryError()
 
@@ -367,6 +368,7 @@ cdef class Decoder:
         ev.lv_qdecs = 0
         ev.lv_zero_px = False
         ev.lv_raw = False
+        ev.bbo_text = False
         ev.err = 0
         ev.err_detail = 0
         ev.err_what = b""
@@ -402,9 +404,10 @@ cdef class Decoder:
                 return ev.kind
             self._reset_event()
         if self.venue == VENUE_BINANCE and self.fast:
-            if self._bn_depth(n):
+            if self._bn_literal(n):
                 self.fast_frames += 1
-                return EV_DEPTH
+                self.literal_frames += 1
+                return ev.kind
             self._reset_event()
             if self._bn_fast(n):
                 self.fast_frames += 1
@@ -955,31 +958,42 @@ cdef class Decoder:
                 return NULL
         return p
 
-    cdef int _bn_depth(self, size_t n) noexcept:
+    cdef int _bn_literal(self, size_t n) noexcept:
+        """1 if the frame was read by one of the literal matchers (_bn_depth, _bn_bbo);
+        0 to let the general scanner read it.  A combined-stream wrapper is matched here
+        once, and its stream name picks the matcher; a bare event tries both."""
+        cdef const char *p = self.buf
+        cdef const char *q
+        cdef int kind
+        if memcmp(p, b'{"stream":"', 11) == 0:
+            q = xcol_str16(p + 10)
+            if q == NULL or memcmp(q, b',"data":{', 9) != 0:
+                return 0
+            kind = stream_kind(p + 11, <size_t>(q - p - 12))
+            if kind == BK_DEPTH:
+                return self._bn_depth(n, q + 9, True)
+            if kind == BK_BBO:
+                return self._bn_bbo(n, q + 9, True)
+            return 0
+        if p[0] != b'{':
+            return 0
+        if self._bn_depth(n, p + 1, False):
+            return 1
+        self._reset_event()
+        return self._bn_bbo(n, p + 1, False)
+
+    cdef int _bn_depth(self, size_t n, const char *p, bint wrapped) noexcept:
         """1 if the frame is a ``depthUpdate`` with its members in the order Binance
-        writes them (spot, USD-M and COIN-M; combined-stream wrapper or bare) and was
-        read; 0 to let the general scanner read it (any other layout, message or byte).
+        writes them (spot, USD-M and COIN-M; ``p`` at its first member, inside the
+        combined-stream wrapper when ``wrapped``) and was read; 0 to let the general
+        scanner read it (any other layout, message or byte).
 
         Each member's key and punctuation is matched as one literal, so the header
         costs a handful of compares and the integer reads rather than a walk of
         keys; the values are read by the same scanners as in the general walk."""
         cdef Event *ev = &self.ev
-        cdef const char *p = self.buf
         cdef const char *q
-        cdef bint wrapped = False
         cdef int64_t x
-        if memcmp(p, b'{"stream":"', 11) == 0:
-            q = xcol_str16(p + 10)
-            if q == NULL or stream_kind(p + 11, <size_t>(q - p - 12)) != BK_DEPTH:
-                return 0
-            if memcmp(q, b',"data":{', 9) != 0:
-                return 0
-            p = q + 9
-            wrapped = True
-        elif p[0] == b'{':
-            p += 1
-        else:
-            return 0
         if memcmp(p, b'"e":"depthUpdate","E":', 22) != 0:
             return 0
         p = fast_int(p + 22, &ev.exch_ts)
@@ -1032,6 +1046,93 @@ cdef class Decoder:
             return 0
         ev.kind = EV_DEPTH
         ev.channel = CH_BOOK
+        return 1
+
+    cdef const char *_bn_quote_num(self, const char *p, const char *lit, int64_t *mant,
+                                   int8_t *dec, const char **txt, uint8_t *tlen) noexcept:
+        """One ``,"X":"number"`` member of a bookTicker (``lit`` is its 6-byte opening):
+        the plain number read into ``mant``/``dec`` and its text into ``txt``/``tlen``;
+        the byte after its closing quote, or NULL if it is not that."""
+        cdef const char *q
+        if memcmp(p, lit, 6) != 0:
+            return NULL
+        p += 6
+        q = fast_num(p, mant, dec)
+        if q == NULL or q[0] != b'"':
+            return NULL
+        if p[0] == b'0' and q - p > 1 and p[1] != b'.':
+            self.ev.bbo_text = False          # a leading zero: the text is not plain
+        txt[0] = p
+        tlen[0] = <uint8_t>(q - p)
+        return q + 1
+
+    cdef int _bn_bbo(self, size_t n, const char *p, bint wrapped) noexcept:
+        """1 if the frame is a ``bookTicker`` with its members in the order Binance writes
+        them (spot ``u,s,b,B,a,A``; USD-M ``e,u,s,b,B,a,A,T,E``; COIN-M with ``ps`` after
+        ``s``; ``p`` and ``wrapped`` as for _bn_depth) and was read; 0 to let the general
+        scanner read it (any other layout, message or byte).  As _bn_depth, each
+        member's key is matched as one literal; the four numbers must be plain
+        digits[.digits], and their texts are kept for the record (``Event.bbo_text``)."""
+        cdef Event *ev = &self.ev
+        cdef Level *b = &self.bid_buf[0]
+        cdef Level *a = &self.ask_buf[0]
+        cdef const char *q
+        cdef int64_t x
+        if memcmp(p, b'"e":"bookTicker",', 17) == 0:     # futures
+            p += 17
+        if memcmp(p, b'"u":', 4) != 0:
+            return 0
+        p = fast_int(p + 4, &ev.seq)
+        if p == NULL or memcmp(p, b',"s":"', 6) != 0:
+            return 0
+        q = xcol_str16(p + 5)
+        if q == NULL or q - p <= 7:
+            return 0
+        ev.has_seq = True
+        ev.sym = p + 6
+        ev.sym_len = <int>(q - p - 7)
+        p = q
+        if memcmp(p, b',"ps":"', 7) == 0:               # COIN-M: the pair
+            p = xcol_str16(p + 6)
+            if p == NULL:
+                return 0
+        ev.bbo_text = True
+        p = self._bn_quote_num(p, b',"b":"', &b.px, &b.pdec, &b.ptxt, &b.plen)
+        if p == NULL:
+            return 0
+        p = self._bn_quote_num(p, b',"B":"', &b.qty, &b.qdec, &b.qtxt, &b.qlen)
+        if p == NULL:
+            return 0
+        p = self._bn_quote_num(p, b',"a":"', &a.px, &a.pdec, &a.ptxt, &a.plen)
+        if p == NULL:
+            return 0
+        p = self._bn_quote_num(p, b',"A":"', &a.qty, &a.qdec, &a.qtxt, &a.qlen)
+        if p == NULL:
+            return 0
+        if memcmp(p, b',"T":', 5) == 0:                 # futures: the transaction time
+            p = fast_int(p + 5, &x)
+            if p == NULL:
+                return 0
+        if memcmp(p, b',"E":', 5) == 0:
+            p = fast_int(p + 5, &ev.exch_ts)
+            if p == NULL:
+                return 0
+        if p[0] != b'}':
+            return 0
+        p += 1
+        if wrapped:
+            if p[0] != b'}':
+                return 0
+            p += 1
+        if p != self.buf + n:
+            return 0
+        b.flag = LV_SET
+        a.flag = LV_SET
+        ev.nbids = 1
+        ev.nasks = 1
+        ev.ntrades = 0
+        ev.kind = EV_BBO
+        ev.channel = CH_BBO
         return 1
 
     cdef int _bn_fast(self, size_t n) noexcept:

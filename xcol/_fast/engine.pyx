@@ -143,6 +143,14 @@ def _format_int(int64_t v) -> bytes:
     return buf[:format_int(v, buf)]
 
 
+def _format_num(int64_t v, int scale, int dec) -> bytes:
+    """The record writers' text of ``v`` at ``scale`` with ``dec`` decimals (tests)."""
+    cdef char buf[64]
+    if not (0 <= scale <= 18 and 0 <= dec <= 30):
+        raise ValueError("scale must be within 0..18 and dec within 0..30")
+    return buf[:format_num(v, scale, dec, buf)]
+
+
 # Record kinds, in the order of their openings in Engine.heads.
 cdef enum:
     HK_BOOK = 0
@@ -679,13 +687,26 @@ cdef class Engine:
                         if self.out_len + 256 <= self.out_cap or self._ensure(256) == 0:
                             o = self.out + self.out_len
                             o = w_lit(o, b',"bid":"', 8)
-                            o = w_num(o, ev.bids[0].px, ev.bids[0].pdec, ev.bids[0].pdec)
-                            o = w_lit(o, b'","bid_qty":"', 13)
-                            o = w_num(o, ev.bids[0].qty, ev.bids[0].qdec, ev.bids[0].qdec)
-                            o = w_lit(o, b'","ask":"', 9)
-                            o = w_num(o, ev.asks[0].px, ev.asks[0].pdec, ev.asks[0].pdec)
-                            o = w_lit(o, b'","ask_qty":"', 13)
-                            o = w_num(o, ev.asks[0].qty, ev.asks[0].qdec, ev.asks[0].qdec)
+                            if ev.bbo_text:
+                                # the exchange's own texts (plain: what w_num would
+                                # write), copied from the decoder's padded buffer
+                                o = w_text(o, ev.bids[0].ptxt, ev.bids[0].plen)
+                                o = w_lit(o, b'","bid_qty":"', 13)
+                                o = w_text(o, ev.bids[0].qtxt, ev.bids[0].qlen)
+                                o = w_lit(o, b'","ask":"', 9)
+                                o = w_text(o, ev.asks[0].ptxt, ev.asks[0].plen)
+                                o = w_lit(o, b'","ask_qty":"', 13)
+                                o = w_text(o, ev.asks[0].qtxt, ev.asks[0].qlen)
+                            else:
+                                o = w_num(o, ev.bids[0].px, ev.bids[0].pdec, ev.bids[0].pdec)
+                                o = w_lit(o, b'","bid_qty":"', 13)
+                                o = w_num(o, ev.bids[0].qty, ev.bids[0].qdec,
+                                          ev.bids[0].qdec)
+                                o = w_lit(o, b'","ask":"', 9)
+                                o = w_num(o, ev.asks[0].px, ev.asks[0].pdec, ev.asks[0].pdec)
+                                o = w_lit(o, b'","ask_qty":"', 13)
+                                o = w_num(o, ev.asks[0].qty, ev.asks[0].qdec,
+                                          ev.asks[0].qdec)
                             o = w_lit(o, b'"}\n', 3)
                             self.out_len = <size_t>(o - self.out)
                     else:

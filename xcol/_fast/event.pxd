@@ -78,6 +78,9 @@ ctypedef struct Event:
     bint lv_zero_px
     bint lv_raw          # set by a book that applied the levels as written (rescaling
                          # each as it went): their px/qty are the exchange's mantissas
+    bint bbo_text        # a quote's four numbers are plain (no leading zero, as
+                         # format_num writes them) and bids[0]/asks[0] hold their texts
+                         # (ptxt/plen, qtxt/qlen), which a record may copy as they are
     int err              # decode error code (DecodeErr), 0 if none
     int err_detail       # simdjson or NumErr code behind err
     const char *err_what # static text naming the field that failed

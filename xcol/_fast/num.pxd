@@ -14,6 +14,8 @@ cdef extern from "includes/num.h":
     int xcol_mul_overflow(int64_t a, int64_t b, int64_t *r) nogil
     const char xcol_digits2[201]
     void xcol_copy16(char *dst, const char *src, int n) nogil
+    int xcol_write_u64(uint64_t u, char *out) nogil
+    int xcol_write_fixed(uint64_t u, int scale, int dec, char *out) nogil
 
 cdef enum NumErr:
     NUM_OK = 0
@@ -197,26 +199,32 @@ cdef inline uint64_t sign_abs(int64_t v, char *out, int *pos) noexcept nogil:
 
 
 # Write the integer ``v`` into ``out`` (at least 24 bytes); returns the length.
+# Eight digits at a time (num.h).
 cdef inline int format_int(int64_t v, char *out) noexcept nogil:
-    cdef char tmp[24]
-    cdef int start, i
     cdef int pos
-    start = digits_rev(sign_abs(v, out, &pos), tmp)
-    for i in range(24 - start):
-        out[pos + i] = tmp[start + i]
-    return pos + 24 - start
+    cdef uint64_t u = sign_abs(v, out, &pos)
+    return pos + xcol_write_u64(u, out + pos)
 
 
 # Write ``v`` (fixed point at ``scale``) with exactly ``dec`` decimals into
-# ``out`` (at least 48 bytes); returns the length.  Decimals beyond the
-# scale are written as zeros.  The digits come from divisions by the constant
-# 100 (multiplies), never by a power of ten chosen at run time.
+# ``out`` (at least 48 bytes, of which any may be overwritten); returns the
+# length.  Decimals beyond the scale are written as zeros.  Scales up to 18
+# and up to 24 decimals go eight digits at a time (num.h); anything else
+# takes the digit-pair loop below.
 cdef inline int format_num(int64_t v, int scale, int dec, char *out) noexcept nogil:
-    cdef char tmp[24]
-    cdef int start
     cdef int pos
+    cdef uint64_t u = sign_abs(v, out, &pos)
+    if 0 <= scale <= MAX_DEC and dec <= 24:
+        return pos + xcol_write_fixed(u, scale, dec, out + pos)
+    return pos + format_fixed_loop(u, scale, dec, out + pos)
+
+
+# format_num's general case, two digits at a time.
+cdef inline int format_fixed_loop(uint64_t u, int scale, int dec, char *out) noexcept nogil:
+    cdef char tmp[24]
+    cdef int start = digits_rev(u, tmp)
+    cdef int pos = 0
     cdef int nd, ni, shown, i
-    start = digits_rev(sign_abs(v, out, &pos), tmp)
     nd = 24 - start
     while nd < scale + 1:        # at least one integer digit
         start -= 1
