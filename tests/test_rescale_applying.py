@@ -116,6 +116,55 @@ def test_held_and_replayed_events_are_rescaled_once(seed: int) -> None:
     assert books[0] == books[1] == books[2]
 
 
+def _mixed_events(rnd: random.Random, n: int) -> list[bytes]:
+    """Depth events whose prices are written with 1, 2 or 3 decimals, some between the
+    grid's steps (those live in the blocks), with a side's first level of any of them."""
+    out = []
+    last = 100
+    for _ in range(n):
+        def lv(base: int, sign: int) -> tuple[str, str]:
+            # base and px in thousandths of a unit
+            px = base + sign * 100 * rnd.choice([rnd.randint(0, 40), rnd.randint(0, 3000)])
+            if rnd.random() < 0.15:
+                px += rnd.choice([50, 10, 5])               # off the 0.1 grid
+            dec = rnd.choice([1, 2, 3]) if px % 100 == 0 else (2 if px % 10 == 0 else 3)
+            qty = rnd.choice([0, 0, rnd.randint(1, 99999)])
+            text = f"{px // 1000}.{px % 1000:03d}"[: len(str(px // 1000)) + 1 + dec]
+            return text, f"{qty // 1000}.{qty % 1000:03d}"
+        bids = [lv(61_800_200, -1) for _ in range(rnd.randint(0, 12))]
+        asks = [lv(61_800_300, 1) for _ in range(rnd.randint(0, 12))]
+        out.append(_depth(last + 1, last + 3, last, bids, asks))
+        last += 3
+    return out
+
+
+@pytest.mark.skipif(not SHAPE_LEVELS, reason="this build reads no level by its shape")
+@pytest.mark.parametrize("grid", ["0.1", "0.05"])
+@pytest.mark.parametrize("seed", range(3))
+def test_mixed_decimals_and_off_grid_prices_build_the_same_book(grid: str, seed: int) -> None:
+    """The ladder's integer grid (ladder_run_int) serves levels with the first level's
+    decimals; levels with others, prices between the steps, and a grid that is not a
+    whole number of the written prices' units (0.05 against prices with one decimal) all
+    take the other paths.  The books must be the two-pass path's, level for level."""
+    rnd = random.Random(seed)
+    events = _mixed_events(rnd, 300)
+    snap = SNAP if grid == "0.1" else SNAP.replace(b'"61700.00"', b'"61799.95"')
+    books, fused = [], 0
+    for shapes in (True, False):
+        e = Engine("binance-usdm")
+        e.add_instrument("BTCUSDT", 8, 8)
+        e.decoder.shapes = shapes
+        assert e.feed_snapshot("BTCUSDT", snap) == 7
+        for f in events:
+            assert e.feed(f) == 0
+        b = e.book("BTCUSDT")
+        assert b.synced and b.gaps == 0
+        books.append(b.levels_raw())
+        fused += b.stats()["rescaled_applying"]
+    assert books[0] == books[1]
+    assert fused > 50
+
+
 @pytest.mark.parametrize("price", ["00000.00", "0.00", "000.0"])
 def test_a_zero_price_read_by_its_shape_is_refused_and_the_book_untouched(price: str) -> None:
     e = Engine("binance-usdm")

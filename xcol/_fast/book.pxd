@@ -82,6 +82,14 @@ ctypedef struct Side:
     int lgap                  # the wait after a move (doubles when moves come fast)
     int lsince                # updates since the last move
     int64_t recentres         # window moves
+    # The grid in units of the prices as written with ig_dec decimals, for updates
+    # rescaled while they are applied (see ladder_run_int): valid while g == ig_g
+    int64_t ig_g              # the grid step these were computed for (0: none)
+    int64_t ig_gd             # g / 10 ** (scale - ig_dec): one grid step as written
+    uint64_t ig_m             # floor(2^64 / ig_gd) + 1 (2^64 - 1 when ig_gd is 1)
+    int64_t ig_c              # 1 when ig_gd is 1, else 0
+    int8_t ig_dec
+    bint ig_ok                # the grid is a whole number of steps as written
 
 # The best levels of one side as OKX's checksum string writes them ("px:size"),
 # kept up to date level by level as updates are applied, so that a checksum

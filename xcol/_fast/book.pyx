@@ -24,7 +24,8 @@ from libc.stdlib cimport malloc, realloc, free, abort
 from libc.string cimport memmove, memcpy, memset
 
 from xcol._fast.event cimport Event, Level, EV_DEPTH, EV_SNAPSHOT, LV_DELETE
-from xcol._fast.num cimport to_scale, format_num, xcol_copy16, xcol_pow10, NUM_OK
+from xcol._fast.num cimport (to_scale, format_num, xcol_copy16, xcol_pow10, xcol_mulhi,
+                             NUM_OK)
 from xcol._fast.includes.debug cimport XCOL_DEBUG
 
 cdef extern from *:
@@ -548,6 +549,79 @@ cdef inline int ladder_run(LadderRun *r, const Level *lv, int i, int n, int64_t 
     return i
 
 
+cdef void grid_int(Side *s, int8_t dec, const int64_t *pm) noexcept nogil:
+    """Fill the side's ig_* fields for prices written with ``dec`` decimals and rescaled
+    by ``pm[dec]`` (see ladder_run_int); ig_ok False when the grid step is not a whole
+    number of their units."""
+    cdef int64_t p = pm[dec]
+    s.ig_g = s.g
+    s.ig_dec = dec
+    s.ig_ok = False
+    if s.g <= 0 or p <= 0 or s.g % p != 0:
+        return
+    s.ig_gd = s.g // p
+    if s.ig_gd == 1:
+        s.ig_m = <uint64_t>0xFFFFFFFFFFFFFFFF
+        s.ig_c = 1
+    else:
+        s.ig_m = <uint64_t>0xFFFFFFFFFFFFFFFF // <uint64_t>s.ig_gd + 1
+        s.ig_c = 0
+    s.ig_ok = True
+
+
+cdef inline int ladder_run_int(LadderRun *r, const Side *s, const Level *lv, int i, int n,
+                               int64_t sign, const int64_t *qm) noexcept nogil:
+    """ladder_run for levels rescaled while they are applied whose prices have the
+    side's ig_dec decimals as written: the grid index is the written price divided by
+    ig_gd, by a multiply (ig_m, exact for every multiple of ig_gd below 2^63: the
+    product errs by less than one), and a price off the grid fails ``idx * ig_gd ==
+    px``, so no key and no floating point.  Stops, as ladder_run does, at the first
+    level that is not the common case, and also at one with other decimals."""
+    cdef uint64_t *lbits = r.lbits
+    cdef Page **pages = r.pages
+    cdef int64_t lo = r.lo
+    cdef uint64_t lw = <uint64_t>r.lw
+    cdef int ltop = r.ltop
+    cdef int dn = r.dn
+    cdef int8_t dec = s.ig_dec
+    cdef int64_t gd = s.ig_gd
+    cdef uint64_t gm = s.ig_m
+    cdef int64_t gc = s.ig_c
+    cdef int64_t px, idx, qty, slot
+    cdef uint64_t m, bit, nm
+    cdef Page *pg
+    cdef int j
+    cdef bint is_set
+    while i < n:
+        px = lv[i].px
+        if lv[i].pdec != dec:
+            break
+        idx = <int64_t>xcol_mulhi(<uint64_t>px, gm) + gc
+        slot = idx * sign - lo
+        if <uint64_t>slot >= lw or idx * gd != px:
+            break
+        qty = lv[i].qty * qm[lv[i].qdec]
+        is_set = qty != 0
+        m = lbits[slot >> 6]
+        pg = pages[slot >> 6]
+        j = <int>(slot & 63)
+        bit = (<uint64_t>1) << j
+        nm = (m & ~bit) | (bit & (<uint64_t>0 - <uint64_t>is_set))
+        if pg == NULL or nm == 0 or (slot == ltop and not is_set):
+            break
+        lbits[slot >> 6] = nm
+        dn += <int>is_set - <int>((m >> j) & 1)
+        pg.s[j].q = qty
+        pg.s[j].pdec = dec
+        pg.s[j].qdec = lv[i].qdec
+        if slot > ltop and is_set:
+            ltop = <int>slot
+        i += 1
+    r.ltop = ltop
+    r.dn = dn
+    return i
+
+
 cdef int side_apply(Side *s, const Level *lv, int n, int64_t sign, const int64_t *pm,
                     const int64_t *qm) noexcept nogil:
     """Set or delete ``n`` levels of one side (``sign`` -1 for asks: keys are minus the
@@ -568,8 +642,17 @@ cdef int side_apply(Side *s, const Level *lv, int n, int64_t sign, const int64_t
     r.lw = s.lw
     r.ltop = s.ltop
     r.dn = 0
+    cdef bint by_int = False
+    if pm != NULL and r.lw and n > 0:
+        # rescaled while applied: the grid as a whole number of the written prices'
+        # units, for those with the first level's decimals (nearly always all)
+        if s.ig_g != s.g or s.ig_dec != lv[0].pdec:
+            grid_int(s, lv[0].pdec, pm)
+        by_int = s.ig_ok
     while True:
-        if r.lw:
+        if by_int:
+            i = ladder_run_int(&r, s, lv, i, n, sign, qm)
+        elif r.lw:
             i = ladder_run(&r, lv, i, n, sign, pm, qm)
         if i >= n:
             break

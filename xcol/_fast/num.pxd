@@ -15,6 +15,7 @@ cdef extern from "includes/num.h":
     const char xcol_digits2[201]
     void xcol_copy16(char *dst, const char *src, int n) nogil
     int xcol_write_u64(uint64_t u, char *out) nogil
+    uint64_t xcol_mulhi(uint64_t a, uint64_t b) nogil
     int xcol_write_fixed(uint64_t u, int scale, int dec, char *out) nogil
 
 cdef enum NumErr:

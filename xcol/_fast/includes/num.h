@@ -113,6 +113,11 @@ static inline int xcol_write_fixed(uint64_t u, int scale, int dec, char *out) {
     return ni + 1 + dec;
 }
 
+/* The high 64 bits of a * b. */
+static inline uint64_t xcol_mulhi(uint64_t a, uint64_t b) {
+    return (uint64_t)(((unsigned __int128)a * b) >> 64);
+}
+
 /* a * b into *r; nonzero when it does not fit (one multiply, no division). */
 static inline int xcol_mul_overflow(int64_t a, int64_t b, int64_t *r) {
     return __builtin_mul_overflow(a, b, r);
