@@ -481,6 +481,20 @@ def test_record_integers_match_str(v: int) -> None:
     assert _format_int(v) == str(v).encode()
 
 
+@settings(max_examples=1500, deadline=None)
+@given(st.lists(st.one_of(st.integers(-(2**63), 2**63 - 1),
+                          st.integers(10**8 - 3, 10**8 + 3),
+                          st.integers(1_723_161_256_000, 1_723_161_256_999),
+                          st.integers(1_795_326_383_149_246_000, 1_795_326_383_349_246_000)),
+                min_size=1, max_size=40))
+def test_record_times_and_ids_match_str_one_after_another(values: list[int]) -> None:
+    """The head writer keeps a number's digits above its last eight from one record to
+    the next: each text must still be ``str`` of its own value, whatever came before."""
+    from xcol._fast.engine import _format_ints_hi
+
+    assert _format_ints_hi(values) == [str(v).encode() for v in values]
+
+
 def _fixed_text(v: int, scale: int, dec: int) -> bytes:
     """Plain-Python reference: ``v`` / 10**scale with exactly ``dec`` decimals, the
     decimals past the scale written as zeros (cut, never rounded)."""

@@ -7,6 +7,7 @@ from xcol._fast.decode cimport Decoder, N_DECODE_ERRORS
 from xcol._fast.event cimport Event, Level, N_CHANNELS
 from xcol._fast.book cimport Book
 from xcol._fast.includes.symtab cimport SymTab
+from xcol._fast.num cimport xcol_hi_cache
 from xcol._fast.hdr cimport HdrHistogram
 
 cdef enum FeedResult:
@@ -113,6 +114,10 @@ cdef class Engine:
     cdef int ist_cap
     cdef int64_t now             # receive time of the current frame (monotonic ns)
     cdef int64_t now_wall        # and on the wall clock (ns since the epoch)
+    # the leading digits of the records' sequence numbers, exchange and receive times
+    cdef xcol_hi_cache hc_seq
+    cdef xcol_hi_cache hc_ts
+    cdef xcol_hi_cache hc_wall
     cdef int cur_line
     cdef public int64_t reorder_default
     cdef Event held_ev

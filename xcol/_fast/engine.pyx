@@ -30,7 +30,8 @@ from xcol._fast.book cimport (
 )
 from xcol._fast.event cimport Level, CH_TRADES, CH_AGG_TRADES
 from xcol._fast.hdr cimport HdrHistogram
-from xcol._fast.num cimport to_scale, format_num, format_int, xcol_copy16, NUM_OK
+from xcol._fast.num cimport (to_scale, format_num, format_int, format_int_hi,
+                             xcol_copy16, NUM_OK)
 from libc.string cimport memcpy, memset, memchr, memcmp
 
 cdef extern from "string.h" nogil:
@@ -141,6 +142,16 @@ def _format_int(int64_t v) -> bytes:
     """The record writers' integer text (tests compare it with ``str``)."""
     cdef char buf[32]
     return buf[:format_int(v, buf)]
+
+
+def _format_ints_hi(list values) -> list:
+    """The records' text of each value in turn, written as _head writes times and ids
+    (the leading digits kept from one to the next; tests)."""
+    cdef xcol_hi_cache c
+    cdef char buf[32]
+    c.len = 0
+    c.hi = 0
+    return [buf[:format_int_hi(<int64_t>v, buf, &c)] for v in values]
 
 
 def _format_num(int64_t v, int scale, int dec) -> bytes:
@@ -870,11 +881,11 @@ cdef class Engine:
             return
         o = self.out + self.out_len
         o = w_lit(o, PyBytes_AS_STRING(h), hn)
-        o = w_int(o, seq)
+        o += format_int_hi(seq, o, &self.hc_seq)
         o = w_lit(o, b',"ts_exchange":', 15)
-        o = w_int(o, exch_ts)
+        o += format_int_hi(exch_ts, o, &self.hc_ts)
         o = w_lit(o, b',"ts_recv":', 11)
-        o = w_int(o, self.now_wall)
+        o += format_int_hi(self.now_wall, o, &self.hc_wall)
         o = w_lit(o, b',"line":', 8)
         o = w_int(o, line)
         self.out_len = <size_t>(o - self.out)

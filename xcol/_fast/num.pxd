@@ -16,6 +16,10 @@ cdef extern from "includes/num.h":
     void xcol_copy16(char *dst, const char *src, int n) nogil
     int xcol_write_u64(uint64_t u, char *out) nogil
     uint64_t xcol_mulhi(uint64_t a, uint64_t b) nogil
+    ctypedef struct xcol_hi_cache:
+        uint64_t hi
+        int len
+    int xcol_write_u64_hi(uint64_t u, char *out, xcol_hi_cache *c) nogil
     int xcol_write_fixed(uint64_t u, int scale, int dec, char *out) nogil
 
 cdef enum NumErr:
@@ -205,6 +209,14 @@ cdef inline int format_int(int64_t v, char *out) noexcept nogil:
     cdef int pos
     cdef uint64_t u = sign_abs(v, out, &pos)
     return pos + xcol_write_u64(u, out + pos)
+
+
+# format_int for a number written over and over with the same leading digits (times,
+# ids): those above the last eight are kept in ``c`` (num.h).
+cdef inline int format_int_hi(int64_t v, char *out, xcol_hi_cache *c) noexcept nogil:
+    cdef int pos
+    cdef uint64_t u = sign_abs(v, out, &pos)
+    return pos + xcol_write_u64_hi(u, out + pos, c)
 
 
 # Write ``v`` (fixed point at ``scale``) with exactly ``dec`` decimals into

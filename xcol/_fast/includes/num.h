@@ -88,6 +88,32 @@ static inline int xcol_write_u64(uint64_t u, char *out) {
     return nd;
 }
 
+/* The text of a number's digits above its last eight, kept from one call of
+ * xcol_write_u64_hi to the next: a time or an id written record after record changes
+ * in its last eight digits, so only those are converted again. */
+typedef struct {
+    uint64_t hi;        /* u / 10^8 the text is of */
+    int len;            /* 0: nothing kept */
+    char txt[24];
+} xcol_hi_cache;
+
+/* As xcol_write_u64 (at least 24 bytes of room at out), with the digits above the last
+ * eight taken from *c when they are the same as the last time. */
+static inline int xcol_write_u64_hi(uint64_t u, char *out, xcol_hi_cache *c) {
+    uint64_t hi, d;
+    if (u < 100000000u)
+        return xcol_write_u64(u, out);
+    hi = u / 100000000u;
+    if (hi != c->hi || c->len == 0) {
+        c->len = xcol_write_u64(hi, c->txt);
+        c->hi = hi;
+    }
+    memcpy(out, c->txt, 16);              /* hi has at most 12 digits */
+    d = xcol_digits8((uint32_t)(u - hi * 100000000u));
+    memcpy(out + c->len, &d, 8);
+    return c->len + 8;
+}
+
 /* u, a fixed-point number with ``scale`` decimals (0-18), written with exactly ``dec``
  * decimals (0-24; those beyond the scale are zeros) at out, which needs 48 bytes of
  * room (up to 46 are overwritten); returns the length.  All 24 digits go into a buffer
