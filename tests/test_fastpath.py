@@ -14,6 +14,7 @@ shape, see levels.h), since simdjson's walk hands level arrays to that loop too.
 from __future__ import annotations
 
 import random
+import re
 from typing import Any
 
 import pytest
@@ -234,6 +235,32 @@ def test_level_number_reader_agrees_with_the_exact_parser(text: str) -> None:
     mant, dec, used = got
     if used == len(raw):
         assert _parse_number(b'"' + raw + b'"') == (mant, dec)
+
+
+def _decimal_reference(data: bytes) -> tuple[int, int, int] | None:
+    """What the level number reader must return on ``data``: digits, then optionally a
+    dot and at least one digit, 1-18 digits in all (leading zeros allowed); (mantissa,
+    decimals, bytes used), or None."""
+    m = re.match(rb"(\d+)(\.(\d*))?", data)
+    if m is None:
+        return None
+    whole, frac = m.group(1), m.group(3)
+    if frac is not None and not frac:
+        return None                       # "12." is not a plain number
+    digits = whole + (frac or b"")
+    if len(digits) > 18:
+        return None
+    return (int(digits), len(frac or b""), m.end())
+
+
+@settings(max_examples=4000, deadline=None)
+@given(st.text(alphabet="0123456789.", min_size=1, max_size=22),
+       st.sampled_from([b'"', b",", b"x", b"", b"e5", b".5"]))
+def test_decimal_reader_matches_a_plain_reading(text: str, tail: bytes) -> None:
+    """The number reader (one 16-byte load up to 15 digits, else the byte loop) against a
+    plain-Python reading of the same bytes, including where it stops."""
+    data = text.encode() + tail
+    assert _scan_number(data) == _decimal_reference(data)
 
 
 def _int_reference(data: bytes) -> tuple[int, int] | None:
