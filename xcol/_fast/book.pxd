@@ -86,8 +86,7 @@ ctypedef struct Side:
     # rescaled while they are applied (see ladder_run_int): valid while g == ig_g
     int64_t ig_g              # the grid step these were computed for (0: none)
     int64_t ig_gd             # g / 10 ** (scale - ig_dec): one grid step as written
-    uint64_t ig_m             # floor(2^64 / ig_gd) + 1 (2^64 - 1 when ig_gd is 1)
-    int64_t ig_c              # 1 when ig_gd is 1, else 0
+    uint64_t ig_m             # floor((2^64 - 1) / ig_gd) + 1 (2^64 - 1 when ig_gd is 1)
     int8_t ig_dec
     bint ig_ok                # the grid is a whole number of steps as written
 

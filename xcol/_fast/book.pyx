@@ -562,10 +562,8 @@ cdef void grid_int(Side *s, int8_t dec, const int64_t *pm) noexcept nogil:
     s.ig_gd = s.g // p
     if s.ig_gd == 1:
         s.ig_m = <uint64_t>0xFFFFFFFFFFFFFFFF
-        s.ig_c = 1
     else:
         s.ig_m = <uint64_t>0xFFFFFFFFFFFFFFFF // <uint64_t>s.ig_gd + 1
-        s.ig_c = 0
     s.ig_ok = True
 
 
@@ -573,10 +571,12 @@ cdef inline int ladder_run_int(LadderRun *r, const Side *s, const Level *lv, int
                                int64_t sign, const int64_t *qm) noexcept nogil:
     """ladder_run for levels rescaled while they are applied whose prices have the
     side's ig_dec decimals as written: the grid index is the written price divided by
-    ig_gd, by a multiply (ig_m, exact for every multiple of ig_gd below 2^63: the
-    product errs by less than one), and a price off the grid fails ``idx * ig_gd ==
-    px``, so no key and no floating point.  Stops, as ladder_run does, at the first
-    level that is not the common case, and also at one with other decimals."""
+    ig_gd, as the high half of ``(px + 1) * ig_m`` (exact for every multiple of ig_gd
+    below 2^63: ig_m exceeds 2^64 / ig_gd by at most 1, so the product exceeds
+    idx * 2^64 by less than 2^64; the + 1 makes ig_m = 2^64 - 1 right for ig_gd 1), and
+    a price off the grid fails ``idx * ig_gd == px``, so no key and no floating point.
+    Stops, as ladder_run does, at the first level that is not the common case, and also
+    at one with other decimals."""
     cdef uint64_t *lbits = r.lbits
     cdef Page **pages = r.pages
     cdef int64_t lo = r.lo
@@ -586,7 +586,6 @@ cdef inline int ladder_run_int(LadderRun *r, const Side *s, const Level *lv, int
     cdef int8_t dec = s.ig_dec
     cdef int64_t gd = s.ig_gd
     cdef uint64_t gm = s.ig_m
-    cdef int64_t gc = s.ig_c
     cdef int64_t px, idx, qty, slot
     cdef uint64_t m, bit, nm
     cdef Page *pg
@@ -596,7 +595,7 @@ cdef inline int ladder_run_int(LadderRun *r, const Side *s, const Level *lv, int
         px = lv[i].px
         if lv[i].pdec != dec:
             break
-        idx = <int64_t>xcol_mulhi(<uint64_t>px, gm) + gc
+        idx = <int64_t>xcol_mulhi(<uint64_t>px + 1, gm)
         slot = idx * sign - lo
         if <uint64_t>slot >= lw or idx * gd != px:
             break
@@ -651,7 +650,11 @@ cdef int side_apply(Side *s, const Level *lv, int n, int64_t sign, const int64_t
         by_int = s.ig_ok
     while True:
         if by_int:
-            i = ladder_run_int(&r, s, lv, i, n, sign, qm)
+            # the sign as a constant: one copy of the loop a side, a register less
+            if sign > 0:
+                i = ladder_run_int(&r, s, lv, i, n, 1, qm)
+            else:
+                i = ladder_run_int(&r, s, lv, i, n, -1, qm)
         elif r.lw:
             i = ladder_run(&r, lv, i, n, sign, pm, qm)
         if i >= n:
