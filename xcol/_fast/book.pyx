@@ -597,8 +597,8 @@ cdef inline int ladder_run_int(LadderRun *r, const Side *s, const Level *lv, int
             break
         idx = <int64_t>xcol_mulhi(<uint64_t>px + 1, gm)
         slot = idx * sign - lo
-        if <uint64_t>slot >= lw or idx * gd != px:
-            break
+        if <uint64_t>slot >= lw or <uint64_t>idx * <uint64_t>gd != <uint64_t>px:
+            break                 # (unsigned: an off-grid price near 2^63 wraps, no UB)
         qty = lv[i].qty * qm[lv[i].qdec]
         is_set = qty != 0
         m = lbits[slot >> 6]

@@ -149,8 +149,7 @@ def _format_ints_hi(list values) -> list:
     (the leading digits kept from one to the next; tests)."""
     cdef xcol_hi_cache c
     cdef char buf[32]
-    c.len = 0
-    c.hi = 0
+    memset(&c, 0, sizeof(c))
     return [buf[:format_int_hi(<int64_t>v, buf, &c)] for v in values]
 
 
