@@ -576,7 +576,9 @@ cdef inline int ladder_run_int(LadderRun *r, const Side *s, const Level *lv, int
     idx * 2^64 by less than 2^64; the + 1 makes ig_m = 2^64 - 1 right for ig_gd 1), and
     a price off the grid fails ``idx * ig_gd == px``, so no key and no floating point.
     Stops, as ladder_run does, at the first level that is not the common case, and also
-    at one with other decimals."""
+    at one with other decimals.  The slot update below is ladder_run's, written out
+    again: a helper shared by both, taking the running top slot and count by pointer,
+    cost 2.1 M more instructions on one copy of the USD-M workload (70.8 M)."""
     cdef uint64_t *lbits = r.lbits
     cdef Page **pages = r.pages
     cdef int64_t lo = r.lo

@@ -266,6 +266,7 @@ cdef inline int event_kind(const char *p, size_t n) noexcept nogil:
     return BK_OTHER
 
 
+@cython.final
 cdef class Decoder:
     """Decode one exchange's frames into a reusable C event.
 
@@ -982,6 +983,18 @@ cdef class Decoder:
         self._reset_event()
         return self._bn_bbo(n, p + 1, False)
 
+    cdef bint _bn_closed(self, const char *p, bint wrapped, size_t n) noexcept:
+        """Whether the event's object closes at ``p`` (and the combined-stream wrapper
+        right after it, when ``wrapped``) and the frame ends there."""
+        if p[0] != b'}':
+            return False
+        p += 1
+        if wrapped:
+            if p[0] != b'}':
+                return False
+            p += 1
+        return p == self.buf + n
+
     cdef int _bn_depth(self, size_t n, const char *p, bint wrapped) noexcept:
         """1 if the frame is a ``depthUpdate`` with its members in the order Binance
         writes them (spot, USD-M and COIN-M; ``p`` at its first member, inside the
@@ -1035,14 +1048,7 @@ cdef class Decoder:
         if p == NULL or memcmp(p, b',"a":[', 6) != 0:
             return 0
         p = self._scan_levels(p + 5, False)
-        if p == NULL or p[0] != b'}':
-            return 0
-        p += 1
-        if wrapped:
-            if p[0] != b'}':
-                return 0
-            p += 1
-        if p != self.buf + n:
+        if p == NULL or not self._bn_closed(p, wrapped, n):
             return 0
         ev.kind = EV_DEPTH
         ev.channel = CH_BOOK
@@ -1117,14 +1123,7 @@ cdef class Decoder:
             p = fast_int(p + 5, &ev.exch_ts)
             if p == NULL:
                 return 0
-        if p[0] != b'}':
-            return 0
-        p += 1
-        if wrapped:
-            if p[0] != b'}':
-                return 0
-            p += 1
-        if p != self.buf + n:
+        if not self._bn_closed(p, wrapped, n):
             return 0
         b.flag = LV_SET
         a.flag = LV_SET
