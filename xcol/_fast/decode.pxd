@@ -66,6 +66,7 @@ cdef class Decoder:
     cdef int _binance_finish(self) noexcept
     cdef int _bn_literal(self, size_t n) noexcept
     cdef bint _bn_closed(self, const char *p, bint wrapped, size_t n) noexcept
+    cdef const char *_bn_symbol(self, const char *p) noexcept
     cdef int _bn_depth(self, size_t n, const char *p, bint wrapped) noexcept
     cdef const char *_bn_quote_num(self, const char *p, const char *lit, int64_t *mant,
                                    int8_t *dec, const char **txt, uint8_t *tlen) noexcept

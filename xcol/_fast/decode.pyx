@@ -995,6 +995,21 @@ cdef class Decoder:
             p += 1
         return p == self.buf + n
 
+    cdef const char *_bn_symbol(self, const char *p) noexcept:
+        """``,"s":"SYMBOL"`` at ``p`` (a non-empty symbol, kept in the event), then
+        COIN-M's ``,"ps":"PAIR"`` if there; the byte after them, or NULL."""
+        cdef const char *q
+        if memcmp(p, b',"s":"', 6) != 0:
+            return NULL
+        q = xcol_str16(p + 5)
+        if q == NULL or q - p <= 7:
+            return NULL
+        self.ev.sym = p + 6
+        self.ev.sym_len = <int>(q - p - 7)
+        if memcmp(q, b',"ps":"', 7) == 0:
+            q = xcol_str16(q + 6)
+        return q
+
     cdef int _bn_depth(self, size_t n, const char *p, bint wrapped) noexcept:
         """1 if the frame is a ``depthUpdate`` with its members in the order Binance
         writes them (spot, USD-M and COIN-M; ``p`` at its first member, inside the
@@ -1005,7 +1020,6 @@ cdef class Decoder:
         costs a handful of compares and the integer reads rather than a walk of
         keys; the values are read by the same scanners as in the general walk."""
         cdef Event *ev = &self.ev
-        cdef const char *q
         cdef int64_t x
         if memcmp(p, b'"e":"depthUpdate","E":', 22) != 0:
             return 0
@@ -1016,19 +1030,8 @@ cdef class Decoder:
             p = fast_int(p + 5, &x)
             if p == NULL:
                 return 0
-        if memcmp(p, b',"s":"', 6) != 0:
-            return 0
-        q = xcol_str16(p + 5)
-        if q == NULL or q - p <= 7:
-            return 0
-        ev.sym = p + 6
-        ev.sym_len = <int>(q - p - 7)
-        p = q
-        if memcmp(p, b',"ps":"', 7) == 0:     # COIN-M: the pair
-            p = xcol_str16(p + 6)
-            if p == NULL:
-                return 0
-        if memcmp(p, b',"U":', 5) != 0:
+        p = self._bn_symbol(p)
+        if p == NULL or memcmp(p, b',"U":', 5) != 0:
             return 0
         p = fast_int(p + 5, &ev.first_seq)
         if p == NULL or ev.first_seq == 0 or memcmp(p, b',"u":', 5) != 0:
@@ -1082,26 +1085,18 @@ cdef class Decoder:
         cdef Event *ev = &self.ev
         cdef Level *b = &self.bid_buf[0]
         cdef Level *a = &self.ask_buf[0]
-        cdef const char *q
         cdef int64_t x
         if memcmp(p, b'"e":"bookTicker",', 17) == 0:     # futures
             p += 17
         if memcmp(p, b'"u":', 4) != 0:
             return 0
         p = fast_int(p + 4, &ev.seq)
-        if p == NULL or memcmp(p, b',"s":"', 6) != 0:
+        if p == NULL:
             return 0
-        q = xcol_str16(p + 5)
-        if q == NULL or q - p <= 7:
+        p = self._bn_symbol(p)
+        if p == NULL:
             return 0
         ev.has_seq = True
-        ev.sym = p + 6
-        ev.sym_len = <int>(q - p - 7)
-        p = q
-        if memcmp(p, b',"ps":"', 7) == 0:               # COIN-M: the pair
-            p = xcol_str16(p + 6)
-            if p == NULL:
-                return 0
         ev.bbo_text = True
         p = self._bn_quote_num(p, b',"b":"', &b.px, &b.pdec, &b.ptxt, &b.plen)
         if p == NULL:
