@@ -156,8 +156,8 @@ def _format_ints_hi(list values) -> list:
 def _format_num(int64_t v, int scale, int dec) -> bytes:
     """The record writers' text of ``v`` at ``scale`` with ``dec`` decimals (tests)."""
     cdef char buf[64]
-    if not (0 <= scale <= 18 and 0 <= dec <= 30):
-        raise ValueError("scale must be within 0..18 and dec within 0..30")
+    if not (0 <= scale <= 18 and 0 <= dec <= 24):
+        raise ValueError("scale must be within 0..18 and dec within 0..24")
     return buf[:format_num(v, scale, dec, buf)]
 
 
@@ -192,6 +192,14 @@ cdef inline char *w_int(char *o, int64_t v) noexcept nogil:
 
 cdef inline char *w_num(char *o, int64_t v, int scale, int dec) noexcept nogil:
     return o + format_num(v, scale, dec, o)
+
+
+cdef inline char *w_quote(char *o, const Level *lv, bint size, bint text) noexcept nogil:
+    """A quote's price (or its size) as written: the exchange's text when ``text``
+    (Event.bbo_text: plain, what w_num would write), else formatted from the mantissa."""
+    if size:
+        return w_text(o, lv.qtxt, lv.qlen) if text else w_num(o, lv.qty, lv.qdec, lv.qdec)
+    return w_text(o, lv.ptxt, lv.plen) if text else w_num(o, lv.px, lv.pdec, lv.pdec)
 
 
 @cython.final
@@ -697,26 +705,13 @@ cdef class Engine:
                         if self.out_len + 256 <= self.out_cap or self._ensure(256) == 0:
                             o = self.out + self.out_len
                             o = w_lit(o, b',"bid":"', 8)
-                            if ev.bbo_text:
-                                # the exchange's own texts (plain: what w_num would
-                                # write), copied from the decoder's padded buffer
-                                o = w_text(o, ev.bids[0].ptxt, ev.bids[0].plen)
-                                o = w_lit(o, b'","bid_qty":"', 13)
-                                o = w_text(o, ev.bids[0].qtxt, ev.bids[0].qlen)
-                                o = w_lit(o, b'","ask":"', 9)
-                                o = w_text(o, ev.asks[0].ptxt, ev.asks[0].plen)
-                                o = w_lit(o, b'","ask_qty":"', 13)
-                                o = w_text(o, ev.asks[0].qtxt, ev.asks[0].qlen)
-                            else:
-                                o = w_num(o, ev.bids[0].px, ev.bids[0].pdec, ev.bids[0].pdec)
-                                o = w_lit(o, b'","bid_qty":"', 13)
-                                o = w_num(o, ev.bids[0].qty, ev.bids[0].qdec,
-                                          ev.bids[0].qdec)
-                                o = w_lit(o, b'","ask":"', 9)
-                                o = w_num(o, ev.asks[0].px, ev.asks[0].pdec, ev.asks[0].pdec)
-                                o = w_lit(o, b'","ask_qty":"', 13)
-                                o = w_num(o, ev.asks[0].qty, ev.asks[0].qdec,
-                                          ev.asks[0].qdec)
+                            o = w_quote(o, &ev.bids[0], False, ev.bbo_text)
+                            o = w_lit(o, b'","bid_qty":"', 13)
+                            o = w_quote(o, &ev.bids[0], True, ev.bbo_text)
+                            o = w_lit(o, b'","ask":"', 9)
+                            o = w_quote(o, &ev.asks[0], False, ev.bbo_text)
+                            o = w_lit(o, b'","ask_qty":"', 13)
+                            o = w_quote(o, &ev.asks[0], True, ev.bbo_text)
                             o = w_lit(o, b'"}\n', 3)
                             self.out_len = <size_t>(o - self.out)
                     else:

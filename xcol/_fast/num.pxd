@@ -12,7 +12,6 @@ from libc.stdint cimport int64_t, int8_t, uint64_t
 cdef extern from "includes/num.h":
     const int64_t xcol_pow10[19]
     int xcol_mul_overflow(int64_t a, int64_t b, int64_t *r) nogil
-    const char xcol_digits2[201]
     void xcol_copy16(char *dst, const char *src, int n) nogil
     int xcol_write_u64(uint64_t u, char *out) nogil
     uint64_t xcol_mulhi(uint64_t a, uint64_t b) nogil
@@ -170,28 +169,6 @@ cdef inline int to_scale(int64_t mant, int dec, int scale, int64_t *out) noexcep
     return NUM_OK
 
 
-# The decimal digits of ``u`` at the end of ``tmp`` (24 bytes); returns where they
-# start.  Two digits per division by the constant 100 (a multiply), never a division
-# by a power of ten chosen at run time.
-cdef inline int digits_rev(uint64_t u, char *tmp) noexcept nogil:
-    cdef uint64_t r
-    cdef int start = 24
-    while u >= 100:
-        r = u % 100
-        u = u // 100
-        start -= 2
-        tmp[start] = xcol_digits2[2 * r]
-        tmp[start + 1] = xcol_digits2[2 * r + 1]
-    if u >= 10:
-        start -= 2
-        tmp[start] = xcol_digits2[2 * u]
-        tmp[start + 1] = xcol_digits2[2 * u + 1]
-    else:
-        start -= 1
-        tmp[start] = <char>(48 + u)
-    return start
-
-
 # ``|v|``, writing the minus sign of a negative ``v`` at ``out`` (``pos[0]`` is set to
 # the bytes written).
 cdef inline uint64_t sign_abs(int64_t v, char *out, int *pos) noexcept nogil:
@@ -219,42 +196,12 @@ cdef inline int format_int_hi(int64_t v, char *out, xcol_hi_cache *c) noexcept n
     return pos + xcol_write_u64_hi(u, out + pos, c)
 
 
-# Write ``v`` (fixed point at ``scale``) with exactly ``dec`` decimals into
+# Write ``v`` (fixed point at ``scale``, 0-18) with exactly ``dec`` decimals
+# (0-24; every decimal count xcol reads is at most 18, see parse_num) into
 # ``out`` (at least 48 bytes, of which any may be overwritten); returns the
-# length.  Decimals beyond the scale are written as zeros.  Scales up to 18
-# and up to 24 decimals go eight digits at a time (num.h); anything else
-# takes the digit-pair loop below.
+# length.  Decimals beyond the scale are written as zeros.  Eight digits at a
+# time (num.h).
 cdef inline int format_num(int64_t v, int scale, int dec, char *out) noexcept nogil:
     cdef int pos
     cdef uint64_t u = sign_abs(v, out, &pos)
-    if 0 <= scale <= MAX_DEC and dec <= 24:
-        return pos + xcol_write_fixed(u, scale, dec, out + pos)
-    return pos + format_fixed_loop(u, scale, dec, out + pos)
-
-
-# format_num's general case, two digits at a time.
-cdef inline int format_fixed_loop(uint64_t u, int scale, int dec, char *out) noexcept nogil:
-    cdef char tmp[24]
-    cdef int start = digits_rev(u, tmp)
-    cdef int pos = 0
-    cdef int nd, ni, shown, i
-    nd = 24 - start
-    while nd < scale + 1:        # at least one integer digit
-        start -= 1
-        tmp[start] = b'0'
-        nd += 1
-    ni = nd - scale
-    for i in range(ni):
-        out[pos + i] = tmp[start + i]
-    pos += ni
-    if dec > 0:
-        out[pos] = b'.'
-        pos += 1
-        shown = dec if dec < scale else scale
-        for i in range(shown):
-            out[pos + i] = tmp[start + ni + i]
-        pos += shown
-        for i in range(dec - shown):
-            out[pos] = b'0'
-            pos += 1
-    return pos
+    return pos + xcol_write_fixed(u, scale, dec, out + pos)

@@ -1,4 +1,4 @@
-/* Powers of ten for xcol's fixed-point numbers (see num.pxd). */
+/* xcol's fixed-point numbers (see num.pxd): powers of ten, and writing numbers as text. */
 #ifndef XCOL_NUM_H
 #define XCOL_NUM_H
 #include <stdint.h>
@@ -8,12 +8,6 @@ static const int64_t xcol_pow10[19] = {
     1000000000000LL, 10000000000000LL, 100000000000000LL,
     1000000000000000LL, 10000000000000000LL, 100000000000000000LL,
     1000000000000000000LL};
-
-/* "00" "01" ... "99": two digits at a time when writing numbers. */
-static const char xcol_digits2[201] =
-    "00010203040506070809101112131415161718192021222324252627282930313233343536373839"
-    "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
-    "8081828384858687888990919293949596979899";
 
 /* Copy n bytes (n small): both buffers must have room for at least 32 bytes.  Up
  * to 32 bytes take two unaligned vector moves and no loop (a copy loop is turned
